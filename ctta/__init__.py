@@ -1,0 +1,1 @@
+"""ctta: continual learning and test-time adaptation benchmarks on pretrained models."""

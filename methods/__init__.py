@@ -1,0 +1,1 @@
+"""Built-in methods of ctta (import name ctta.methods)."""

@@ -1,0 +1,1 @@
+"""Built-in protocols of ctta (import name ctta.protocols)."""

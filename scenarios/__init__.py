@@ -1,0 +1,1 @@
+"""Built-in scenarios of ctta (import name ctta.scenarios)."""
