@@ -1,0 +1,218 @@
+"""The public contract between scenarios, methods, protocols and the engine.
+
+A Scenario builds a stream. A continual-learning stream is a list of `Task`s (labelled
+training data of new classes or a new domain); the engine keeps each task's test data and
+scores the method on everything seen so far after every task. A test-time stream is a
+sequence of `TestBatch`es that carry inputs only: labels stay inside the engine, so no
+method can read them. A Method declares its hyperparameters and search space as a
+dataclass, gets a backbone and the stream's `StreamInfo` in `setup`, then `learn(task)`
+and/or `predict(x)`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import nn
+
+from .config import build_config, search_space
+from .errors import UserError
+
+if TYPE_CHECKING:
+    from .backbones import Backbone
+    from .data import ImageData
+
+STREAM_KINDS = ("class_incremental", "domain_incremental", "test_time")
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What a method may know about its stream before it starts."""
+
+    kind: str  # one of STREAM_KINDS
+    num_classes: int  # size of the label space over the whole stream
+    class_names: tuple[str, ...]
+    image_size: int
+    seed: int
+    device: torch.device
+    num_tasks: int = 0  # continual learning: number of tasks
+    source: ImageData | None = None  # test-time: the labelled data the source model was trained on
+    extra: dict[str, Any] = field(default_factory=dict)  # scenario-specific facts (shots, ways, domains)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One continual-learning task: labelled training data of new classes (or a new domain)."""
+
+    index: int
+    train: ImageData
+    classes: tuple[int, ...]  # classes introduced by this task (all classes, for domains)
+    seen_classes: tuple[int, ...]  # every class seen up to and including this task
+    domain: str | None = None
+
+
+@dataclass(frozen=True)
+class TestBatch:
+    """A batch of a test-time stream: inputs only. `index` and `domain` are for reporting."""
+
+    x: torch.Tensor
+    index: int
+    domain: str
+
+
+@dataclass
+class ContinualStream:
+    """A task stream; `tests[i]` is the test data of task i, held by the engine."""
+
+    info: StreamInfo
+    tasks: list[Task]
+    tests: list[ImageData]
+
+    def data(self) -> Iterator[tuple[str, ImageData]]:
+        """Every dataset the stream uses, for disjointness checks."""
+        for t in self.tasks:
+            yield f"task{t.index}/train", t.train
+        for i, d in enumerate(self.tests):
+            yield f"task{i}/test", d
+
+
+@dataclass
+class TestStream:
+    """A test-time stream. `batches()` yields (TestBatch, labels); only the engine calls it."""
+
+    info: StreamInfo
+    num_batches: int
+    batches: Callable[[], Iterator[tuple[TestBatch, torch.Tensor]]]
+    reset_on_domain_change: bool = False  # the "single" setting: the model is reset between shifts
+    test: ImageData | None = None  # the clean test samples the stream is made of
+
+    def data(self) -> Iterator[tuple[str, ImageData]]:
+        if self.info.source is not None:
+            yield "source", self.info.source
+        if self.test is not None:
+            yield "test", self.test
+
+
+class Method(nn.Module):
+    """Base class of every method. Subclasses declare `HParams` (a dataclass whose fields use
+    `ctta.hp(default, space=...)`) and implement `setup`, `predict` and, for continual
+    learning, `learn`. A method never sees test labels, the results store, or the protocol
+    phase it runs in.
+
+    Keep modules the method trains or uses as attributes (it is an `nn.Module`), freeze what
+    it does not train, and store an optimiser at `self.optimizer`: then `reset()` restores
+    the state right after `setup`, and checkpoints capture everything.
+    """
+
+    name: ClassVar[str] = "?"
+    stream_kinds: ClassVar[frozenset[str]] = frozenset(STREAM_KINDS)
+    requires: ClassVar[frozenset[str]] = frozenset()  # backbone capabilities, see Backbone.capabilities
+
+    @dataclass
+    class HParams:
+        pass
+
+    def __init__(self, **hparams: Any):
+        super().__init__()
+        self.hparams = build_config(self.HParams, hparams, f"method {self.name!r}")
+        self.info: StreamInfo | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._initial: dict | None = None
+
+    @classmethod
+    def search_space(cls) -> dict[str, tuple]:
+        return search_space(cls.HParams)
+
+    @classmethod
+    def check_compatible(cls, backbone: Backbone, info: StreamInfo) -> None:
+        """Raise a UserError saying precisely why this method cannot run here."""
+        if info.kind not in cls.stream_kinds:
+            raise UserError(
+                f"method {cls.name!r} does not run on {info.kind} streams "
+                f"(it supports: {', '.join(sorted(cls.stream_kinds))})"
+            )
+        missing = sorted(cls.requires - backbone.capabilities())
+        if missing:
+            raise UserError(
+                f"method {cls.name!r} needs a backbone with {', '.join(missing)}; "
+                f"backbone {backbone.name!r} has {', '.join(sorted(backbone.capabilities())) or 'none'}"
+            )
+
+    # -- the contract ------------------------------------------------------------------
+    def setup(self, backbone: Backbone, info: StreamInfo) -> None:
+        """Take the backbone (already on `info.device`) and the stream's facts."""
+        raise NotImplementedError
+
+    def learn(self, task: Task) -> dict[str, float]:
+        """Train on one continual-learning task; return floats to log (losses, steps)."""
+        return {}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits [B, num_classes] for inputs in [0, 1]. A test-time method may adapt on x first."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Back to the state right after setup (test-time methods: the source model)."""
+        if self._initial is None:
+            raise RuntimeError("reset() before save_initial_state()")
+        self.load_state_dict(self._initial["model"])
+        if self.optimizer is not None and self._initial["optim"] is not None:
+            self.optimizer.load_state_dict(copy.deepcopy(self._initial["optim"]))
+
+    def save_initial_state(self) -> None:
+        """Remember the current state as what `reset()` returns to (the engine calls it after setup)."""
+        optim = self.optimizer.state_dict() if self.optimizer is not None else None
+        self._initial = {"model": copy.deepcopy(self.state_dict()), "optim": copy.deepcopy(optim)}
+
+    # -- helpers -------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.info.device if self.info is not None else torch.device("cpu")
+
+    def trainable_parameters(self) -> int:
+        """Number of parameters this method updates (those with requires_grad)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+class Scenario:
+    """Base class of scenarios: declared options in `Config`, and `build` making a stream.
+
+    `build` is deterministic given `seed`; the same seed gives every method the same stream.
+    """
+
+    name: ClassVar[str] = "?"
+    kind: ClassVar[str] = "class_incremental"
+
+    @dataclass
+    class Config:
+        pass
+
+    def __init__(self, **config: Any):
+        self.config = build_config(self.Config, config, f"scenario {self.name!r}")
+
+    def build(self, *, seed: int, image_size: int, device: torch.device) -> ContinualStream | TestStream:
+        raise NotImplementedError
+
+
+class Protocol:
+    """Base class of protocols: which scenario instances tune and which score, and which
+    hyperparameters each method gets there. A protocol is a pure function of the results
+    store: `plan` returns the runs that should exist given the records already there (tune
+    runs first; evaluation runs once their tune runs are finished), so a sweep can be
+    stopped and resumed at any point."""
+
+    name: ClassVar[str] = "?"
+
+    @dataclass
+    class Config:
+        pass
+
+    def __init__(self, **config: Any):
+        self.config = build_config(self.Config, config, f"protocol {self.name!r}")
+
+    def plan(self, records: dict[str, dict]) -> list:
+        raise NotImplementedError

@@ -1,0 +1,15 @@
+"""The one exception type that means "the user asked for something invalid".
+
+The CLI prints it as a single line and exits non-zero; every other exception is a bug
+and keeps its traceback.
+"""
+
+
+class UserError(ValueError):
+    """Invalid input from a user: a bad name, option, file or value. The message is one line."""
+
+
+def choices_error(what: str, given: object, valid) -> UserError:
+    """`unknown method 'tnet'; valid choices: bn_adapt, finetune, ...`"""
+    valid = sorted(str(v) for v in valid)
+    return UserError(f"unknown {what} {given!r}; valid choices: {', '.join(valid) if valid else '(none)'}")

@@ -1,0 +1,110 @@
+"""A run's identity: (scenario, method with hyperparameters, backbone, seed), canonicalised.
+
+Defaults are filled in before hashing, so `{lr: 0.01}` and `{}` name the same run when 0.01
+is the default. The device is not part of the identity (the same run on another device is
+the same experiment), and neither are protocol labels: a run shared by two protocols is run
+once.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._cache import content_key
+from .config import as_dict, build_config
+from .errors import UserError
+from .registry import BACKBONES, METHODS, SCENARIOS
+
+DEFAULT_SEED = 1993  # the field's default (PyCIL, PILOT, Reality Check)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    scenario: dict[str, Any]
+    method: dict[str, Any]
+    backbone: dict[str, Any]
+    seed: int = DEFAULT_SEED
+
+    @classmethod
+    def parse(cls, obj: Mapping[str, Any], where: str = "run spec") -> RunSpec:
+        """Validate names and options and fill in defaults. Raises UserError naming the key."""
+        if not isinstance(obj, Mapping):
+            raise UserError(f"{where}: expected a mapping with scenario, method, backbone, seed")
+        unknown = sorted(set(obj) - {"scenario", "method", "backbone", "seed"})
+        if unknown:
+            raise UserError(
+                f"{where}: unknown key {unknown[0]!r}; valid keys: backbone, method, scenario, seed"
+            )
+        for key in ("scenario", "method", "backbone"):
+            if key not in obj:
+                raise UserError(f"{where}: missing key {key!r}")
+        seed = obj.get("seed", DEFAULT_SEED)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise UserError(f"{where}: seed must be an integer, got {seed!r}")
+        return cls(
+            scenario=_resolve_named(obj["scenario"], SCENARIOS, "Config", f"{where}: scenario"),
+            method=_resolve_named(obj["method"], METHODS, "HParams", f"{where}: method"),
+            backbone=resolve_backbone(obj["backbone"], f"{where}: backbone"),
+            seed=seed,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "method": self.method,
+            "backbone": self.backbone,
+            "seed": self.seed,
+        }
+
+    @property
+    def run_id(self) -> str:
+        return content_key(self.as_dict())
+
+    @property
+    def label(self) -> str:
+        return f"{self.method['name']} on {self.scenario['name']} ({self.backbone['name']}, seed {self.seed})"
+
+
+def _named(obj: Any, where: str) -> tuple[str, dict]:
+    if isinstance(obj, str):
+        return obj, {}
+    if isinstance(obj, Mapping) and isinstance(obj.get("name"), str):
+        return obj["name"], {k: v for k, v in obj.items() if k != "name"}
+    raise UserError(f"{where}: expected a name or a mapping with a 'name', got {obj!r}")
+
+
+def _get(registry, name: str, where: str):
+    try:
+        return registry.get(name)
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from None
+
+
+def _resolve_named(obj: Any, registry, config_attr: str, where: str) -> dict[str, Any]:
+    name, options = _named(obj, where)
+    cls = _get(registry, name, where)
+    config = build_config(getattr(cls, config_attr), options, f"{where} {name!r}")
+    return {"name": name, **as_dict(config)}
+
+
+def resolve_backbone(obj: Any, where: str = "backbone") -> dict[str, Any]:
+    """Backbone name plus options, with the factory's keyword defaults filled in."""
+    name, options = _named(obj, where)
+    factory = _get(BACKBONES, name, where)
+    params = inspect.signature(factory).parameters
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    for key in options:
+        if key not in params and not accepts_any:
+            raise UserError(
+                f"{where} {name!r}: unknown option {key!r}; valid options: "
+                f"{', '.join(p for p in params if params[p].kind is not p.VAR_KEYWORD) or '(none)'}"
+            )
+    defaults = {
+        k: p.default
+        for k, p in params.items()
+        if p.default is not inspect.Parameter.empty and p.kind is not p.VAR_KEYWORD
+    }
+    return {"name": name, **defaults, **options}

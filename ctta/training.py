@@ -1,0 +1,192 @@
+"""The one supervised training loop, and the cached source model of test-time streams.
+
+Methods that fine-tune (finetune, joint, regularisers, adapters) and the commands that
+pretrain backbones all go through `fit`, so optimisers, schedules and NaN checks behave the
+same everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._cache import atomic_save, cache_dir, content_key
+from .data import ImageData, iterate
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLoss(FloatingPointError):
+    """Training diverged; the engine records the run as failed with this reason."""
+
+
+def make_optimizer(
+    params: Iterable[nn.Parameter], name: str, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
+) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; valid choices: adam, adamw, sgd")
+
+
+def fit(
+    params: Iterable[nn.Parameter],
+    data: ImageData,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    optimizer: str = "sgd",
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    schedule: str = "cosine",
+    after_step: Callable[[], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, float]:
+    """Minimise `loss_fn(x, y)` over `epochs` passes of `data`; returns {'loss': last-epoch mean, 'steps': n}.
+
+    `after_step` runs after each optimiser step (e.g. to re-apply a parameter mask or merge
+    adapters). Raises NonFiniteLoss when the loss becomes NaN or infinite.
+    """
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        return {"loss": float("nan"), "steps": 0}
+    opt = make_optimizer(params, optimizer, lr, weight_decay)
+    steps_per_epoch = max(1, math.ceil(len(data) / batch_size))
+    total = epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total) if schedule == "cosine" else None
+    step, last = 0, float("nan")
+    for epoch in range(epochs):
+        running, count = 0.0, 0
+        for x, y in iterate(data, batch_size, shuffle=True, seed=seed * 1000 + epoch, device=device):
+            loss = loss_fn(x, y)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"loss became {loss.item()} at step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            if after_step is not None:
+                after_step()
+            running += loss.item() * len(y)
+            count += len(y)
+            step += 1
+            if progress is not None:
+                progress(1)
+        last = running / max(count, 1)
+    return {"loss": last, "steps": step}
+
+
+def cross_entropy_on(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    classes: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+):
+    """Loss closure: cross-entropy of `model(x)`, restricted to `classes` when given (the
+    standard "mask the logits of classes absent from the task" of class-incremental training)."""
+
+    def loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = model(x)
+        if classes is not None:
+            mask = torch.full((logits.shape[1],), float("-inf"), device=logits.device)
+            mask[classes] = 0.0
+            logits = logits + mask
+        return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+
+    return loss
+
+
+@torch.no_grad()
+def extract_features(
+    backbone: nn.Module, data: ImageData, *, batch_size: int = 256, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features [N, D], labels [N]) of a frozen backbone, in data order."""
+    was_training = backbone.training
+    backbone.eval()
+    feats, labels = [], []
+    for x, y in iterate(data, batch_size, device=device):
+        feats.append(backbone.features(x))
+        labels.append(y)
+    backbone.train(was_training)
+    return torch.cat(feats), torch.cat(labels)
+
+
+# --------------------------------------------------------------------------- source models
+SOURCE_VERSION = 1
+
+
+def source_model(
+    backbone: nn.Module,
+    source: ImageData,
+    *,
+    num_classes: int,
+    recipe: dict,
+    seed: int,
+    device: torch.device,
+    key_parts: dict,
+) -> nn.Module:
+    """Train `backbone` (with a fresh head over `num_classes`) on the labelled source data by
+    cross-entropy, or load the result cached under a content key of everything that
+    determines it. This is ERM, the usual source model of test-time adaptation papers."""
+    key = content_key(
+        {**key_parts, "recipe": recipe, "seed": seed, "num_classes": num_classes, "version": SOURCE_VERSION}
+    )
+    path = cache_dir() / "source_models" / f"{key}.pt"
+    backbone.reset_head(num_classes)
+    with _file_lock(path):
+        if path.exists():
+            backbone.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        else:
+            log.info("training source model %s on %s", key, source.describe())
+            torch.manual_seed(seed)
+            backbone.reset_head(num_classes)
+            backbone.train()
+            fit(
+                backbone.parameters(),
+                source,
+                cross_entropy_on(backbone, label_smoothing=0.1),
+                epochs=recipe["epochs"],
+                batch_size=recipe["batch_size"],
+                lr=recipe["lr"],
+                optimizer=recipe["optimizer"],
+                weight_decay=recipe.get("weight_decay", 0.0),
+                seed=seed,
+                device=device,
+            )
+            state = {k: v.detach().cpu() for k, v in backbone.state_dict().items()}
+            atomic_save(path, lambda tmp: torch.save(state, tmp))
+    backbone.to(device)
+    backbone.head_is_trained = True
+    backbone.eval()
+    return backbone
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    """Exclusive lock on `path`.lock so that parallel workers build a cached artefact once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock, at worst two workers build the same file
+        yield
+        return
+    with open(path.with_suffix(path.suffix + ".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,66 @@
+"""BN adaptation: normalise with the statistics of the test batch (test-time BN).
+
+Schneider, Rusak, Eck, Bringmann, Brendel, Bethge: "Improving robustness against common
+corruptions by covariate shift adaptation" (NeurIPS 2020); Nado et al., "Evaluating
+prediction-time batch normalization" (2020). Each BatchNorm layer uses
+    mu = N/(N+n) * mu_source + n/(N+n) * mu_batch      (likewise the variance)
+for a batch of n samples and a prior strength N; N = 0 is pure test-batch statistics, the
+"BN" baseline of Tent's tables. No parameter is trained. Batches of one sample need N > 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ctta import Method, hp, register_method
+from ctta.params import freeze
+
+
+class MixedStatsBN(nn.Module):
+    """A BatchNorm layer that mixes its source statistics with the current batch's."""
+
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm, prior: float):
+        super().__init__()
+        self.bn, self.prior = bn, prior
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims = [0] + list(range(2, x.dim()))
+        n = x.shape[0]  # Schneider et al. weigh by samples in the batch, not by pixels
+        mean = x.mean(dims)
+        var = x.var(dims, unbiased=False)
+        w = self.prior / (self.prior + n)
+        mean = w * self.bn.running_mean + (1 - w) * mean
+        var = w * self.bn.running_var + (1 - w) * var
+        return F.batch_norm(x, mean, var, self.bn.weight, self.bn.bias, False, 0.0, self.bn.eps)
+
+
+@register_method("bn_adapt")
+class BNAdapt(Method):
+    """Test-batch BatchNorm statistics, optionally mixed with the source's (prior N)."""
+
+    stream_kinds = frozenset({"test_time"})
+    requires = frozenset({"batchnorm"})
+
+    @dataclass
+    class HParams:
+        prior: float = hp(
+            0.0, space=(0.0, 4.0, 16.0, 64.0), doc="N: weight of the source statistics, in samples"
+        )
+
+    def setup(self, backbone, info):
+        self.info = info
+        self.model = freeze(backbone).eval()
+        for parent in list(self.model.modules()):
+            for name, child in parent.named_children():
+                if isinstance(child, nn.modules.batchnorm._BatchNorm):
+                    setattr(parent, name, MixedStatsBN(child, self.hparams.prior))
+
+    @torch.no_grad()
+    def predict(self, x):
+        if x.shape[0] == 1 and self.hparams.prior == 0:
+            raise ValueError("bn_adapt with prior 0 cannot normalise a batch of one sample; set prior > 0")
+        return self.model(x)

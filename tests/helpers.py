@@ -1,0 +1,38 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+import contextlib
+
+from ctta.registry import METHODS
+
+CL_DEBUG = {
+    "name": "class_incremental",
+    "dataset": "digits",
+    "increment": 5,
+    "train_per_class": 12,
+    "test_per_class": 6,
+}
+TTA_DEBUG = {
+    "name": "corruption",
+    "dataset": "digits",
+    "corruptions": ["gaussian_noise", "contrast"],
+    "severity": 3,
+    "batch_size": 16,
+    "test_per_class": 4,
+    "source_epochs": 1,
+}
+
+
+@contextlib.contextmanager
+def temporary_method(name: str, cls):
+    """Register `cls` as method `name` for the duration of a test."""
+    METHODS.register(name)(cls)
+    try:
+        yield cls
+    finally:
+        METHODS._entries.pop(name, None)
+
+
+def spec(scenario, method, backbone="debug_vit", seed=0, **hparams):
+    return {"scenario": scenario, "method": {"name": method, **hparams}, "backbone": backbone, "seed": seed}
