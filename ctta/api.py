@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from .config import build_config, search_space
+from ._cache import content_key
+from .config import as_dict, build_config, search_space
 from .errors import UserError
 
 if TYPE_CHECKING:
@@ -88,6 +89,9 @@ class TestStream:
     num_batches: int
     batches: Callable[[], Iterator[tuple[TestBatch, torch.Tensor]]]
     reset_on_domain_change: bool = False  # the "single" setting: the model is reset between shifts
+    key: str = (
+        ""  # content key of the stream (scenario config, seed, image size): names cached batch features
+    )
     test: ImageData | None = None  # the clean test samples the stream is made of
 
     def data(self) -> Iterator[tuple[str, ImageData]]:
@@ -111,6 +115,13 @@ class Method(nn.Module):
     name: ClassVar[str] = "?"
     stream_kinds: ClassVar[frozenset[str]] = frozenset(STREAM_KINDS)
     requires: ClassVar[frozenset[str]] = frozenset()  # backbone capabilities, see Backbone.capabilities
+    # True for methods that keep the backbone frozen: the engine then calls
+    # predict_features(penultimate features) instead of predict(x), and caches the features
+    # across the runs of a sweep.
+    features_only: ClassVar[bool] = False
+    # True for test-time methods that train their own source model from info.source (ITTA):
+    # the engine then skips its standard (cached, cross-entropy) source training.
+    trains_source: ClassVar[bool] = False
 
     @dataclass
     class HParams:
@@ -155,6 +166,10 @@ class Method(nn.Module):
         """Logits [B, num_classes] for inputs in [0, 1]. A test-time method may adapt on x first."""
         raise NotImplementedError
 
+    def predict_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits from the backbone's penultimate features (methods with `features_only`)."""
+        raise NotImplementedError
+
     def reset(self) -> None:
         """Back to the state right after setup (test-time methods: the source model)."""
         if self._initial is None:
@@ -196,6 +211,12 @@ class Scenario:
 
     def build(self, *, seed: int, image_size: int, device: torch.device) -> ContinualStream | TestStream:
         raise NotImplementedError
+
+    def stream_key(self, seed: int, image_size: int) -> str:
+        """Content key of the stream this scenario builds for (seed, image size)."""
+        return content_key(
+            {"scenario": self.name, "config": as_dict(self.config), "seed": seed, "size": image_size}
+        )
 
 
 class Protocol:

@@ -10,6 +10,7 @@ methods have something to adapt).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ import timm
 import torch
 from torch import nn
 
+from ._cache import content_key
 from .errors import UserError
 from .registry import BACKBONES, register_backbone
 
@@ -58,6 +60,8 @@ class Backbone(nn.Module):
         self.spec = spec or {"name": name}
         self.head = head
         self.head_is_trained = head is not None  # a head that came with the weights (a user's checkpoint)
+        self.identity = content_key(self.spec)  # names cached features; create_backbone refines it
+        self.weights_fingerprint: str | None = None  # set by factories that load a weights file
         if (mean is None) != (std is None):
             raise UserError(f"backbone {name!r}: give both mean and std, or neither (no normalisation)")
         self.register_buffer(
@@ -118,7 +122,13 @@ def create_backbone(spec: str | dict) -> Backbone:
             raise UserError(f"backbone {spec['name']!r}: {exc}") from None
         raise
     backbone.spec = dict(spec)
+    backbone.identity = content_key({"spec": backbone.spec, "weights": backbone.weights_fingerprint})
     return backbone
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """sha1 of a weights file, so cached features follow the weights, not just the name."""
+    return hashlib.sha1(Path(path).expanduser().read_bytes()).hexdigest()
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -228,7 +238,9 @@ def tiny_vit(pretrained: bool = True, weights: str | None = None) -> Backbone:
             weights = ensure_tiny_vit()
         state = {k: v for k, v in load_state_dict(weights).items() if not k.startswith("head.")}
         model.load_state_dict(state, strict=False)
-    return from_timm(model, name="tiny_vit", image_size=32, mean=GLYPH_MEAN, std=GLYPH_STD)
+    backbone = from_timm(model, name="tiny_vit", image_size=32, mean=GLYPH_MEAN, std=GLYPH_STD)
+    backbone.weights_fingerprint = file_fingerprint(weights) if weights else None
+    return backbone
 
 
 @register_backbone("debug_vit")

@@ -9,6 +9,7 @@ that raises or diverges is recorded as failed with the reason.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -26,13 +27,15 @@ import torch
 from ._cache import atomic_save
 from .api import ContinualStream, Method, TestStream
 from .backbones import create_backbone
+from .data import iterate
 from .errors import UserError
+from .features import cached
 from .metrics import continual_metrics, online_metrics
 from .registry import create_method, create_scenario
 from .seeding import seed_everything
 from .spec import RunSpec
 from .store import Store
-from .training import source_model
+from .training import extract_features, source_model
 
 log = logging.getLogger(__name__)
 SCHEMA = 1
@@ -176,7 +179,9 @@ def _run_continual(
         correct, counts = [], []
         t = time.perf_counter()
         for j in range(task.index + 1):
-            c, n = _score(method, stream.tests[j], seen, info, where=f"task {j} after task {task.index}")
+            c, n = _score(
+                method, backbone, stream.tests[j], seen, info, where=f"task {j} after task {task.index}"
+            )
             correct.append(c)
             counts.append(n)
         method_s += time.perf_counter() - t
@@ -199,16 +204,18 @@ def _run_continual(
 
 
 @torch.no_grad()
-def _score(method: Method, data, seen: torch.Tensor, info, where: str) -> tuple[int, int]:
+def _score(method: Method, backbone, data, seen: torch.Tensor, info, where: str) -> tuple[int, int]:
     """(correct, total) of the method on `data`, restricted to the classes seen so far."""
-    from .data import iterate
-
     method.eval()
     mask = torch.full((info.num_classes,), float("-inf"), device=info.device)
     mask[seen] = 0.0
+    if method.features_only:
+        feats, labels = extract_features(backbone, data, device=info.device)
+        batches = ((method.predict_features(f), y) for f, y in zip(feats.split(1024), labels.split(1024)))
+    else:
+        batches = ((method.predict(x), y) for x, y in iterate(data, 256, device=info.device))
     correct = total = 0
-    for x, y in iterate(data, 256, device=info.device):
-        logits = method.predict(x)
+    for logits, y in batches:
         if not torch.isfinite(logits[:, seen]).all():
             raise RunFailed(f"non-finite logits on {where}")
         correct += int(((logits + mask).argmax(1) == y).sum())
@@ -255,7 +262,12 @@ def _run_test_time(spec: RunSpec, backbone, stream: TestStream, method: Method, 
         t = time.perf_counter()
         if stream.reset_on_domain_change and previous is not None and batch.domain != previous:
             method.reset()
-        logits = method.predict(batch.x)
+        if method.features_only:
+            key = ("batch", backbone.identity, stream.key, batch.index)
+            feats = cached(key, functools.partial(_features, backbone, batch.x))
+            logits = method.predict_features(feats.to(info.device))
+        else:
+            logits = method.predict(batch.x)
         method_s += time.perf_counter() - t
         if not torch.isfinite(logits).all():
             raise RunFailed(f"non-finite logits at batch {batch.index}")
@@ -273,6 +285,12 @@ def _run_test_time(spec: RunSpec, backbone, stream: TestStream, method: Method, 
         "method_s": method_s,
         "trainable_params": method.trainable_parameters(),
     }
+
+
+@torch.no_grad()
+def _features(backbone, x: torch.Tensor) -> torch.Tensor:
+    backbone.eval()
+    return backbone.features(x)
 
 
 # --------------------------------------------------------------------------- costs and provenance

@@ -19,6 +19,7 @@ from torch import nn
 
 from ._cache import atomic_save, cache_dir, content_key
 from .data import ImageData, iterate
+from .features import cached
 
 log = logging.getLogger(__name__)
 
@@ -110,19 +111,24 @@ def cross_entropy_on(
     return loss
 
 
-@torch.no_grad()
 def extract_features(
-    backbone: nn.Module, data: ImageData, *, batch_size: int = 256, device: torch.device | str = "cpu"
+    backbone, data: ImageData, *, batch_size: int = 256, device: torch.device | str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features [N, D], labels [N]) of a frozen backbone, in data order."""
-    was_training = backbone.training
-    backbone.eval()
-    feats, labels = [], []
-    for x, y in iterate(data, batch_size, device=device):
-        feats.append(backbone.features(x))
-        labels.append(y)
-    backbone.train(was_training)
-    return torch.cat(feats), torch.cat(labels)
+    """(features [N, D], labels [N]) of a frozen backbone, in data order; cached during sweeps."""
+
+    @torch.no_grad()
+    def compute():
+        was_training = backbone.training
+        backbone.eval()
+        feats, labels = [], []
+        for x, y in iterate(data, batch_size, device=device):
+            feats.append(backbone.features(x))
+            labels.append(y)
+        backbone.train(was_training)
+        return torch.cat(feats), torch.cat(labels)
+
+    feats, labels = cached(("features", backbone.identity, data.identity()), compute)
+    return feats.to(device), labels.to(device)
 
 
 # --------------------------------------------------------------------------- source models
@@ -171,6 +177,7 @@ def source_model(
             atomic_save(path, lambda tmp: torch.save(state, tmp))
     backbone.to(device)
     backbone.head_is_trained = True
+    backbone.identity = content_key([backbone.identity, key])
     backbone.eval()
     return backbone
 

@@ -22,6 +22,7 @@ class SimpleCIL(Method):
     """Frozen backbone + cosine prototype classifier (Zhou et al., IJCV 2024)."""
 
     stream_kinds = frozenset({"class_incremental", "domain_incremental"})
+    features_only = True
 
     @dataclass
     class HParams:
@@ -39,6 +40,9 @@ class SimpleCIL(Method):
         self.prototypes.update(feats, labels)
         return {"prototypes": float(self.prototypes.known.sum())}
 
+    def predict_features(self, features):
+        return self.prototypes(features)
+
     def predict(self, x):
         self.model.eval()
-        return self.prototypes(self.model.features(x))
+        return self.predict_features(self.model.features(x))

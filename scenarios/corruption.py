@@ -95,6 +95,7 @@ class Corruption(Scenario):
             batches=lambda: self._batches(test, seed, device),
             reset_on_domain_change=c.setting == "single",
             test=test,
+            key=self.stream_key(seed, image_size),
         )
 
     def _batches(self, test: ImageData, seed: int, device) -> Iterator[tuple[TestBatch, torch.Tensor]]:
