@@ -201,6 +201,10 @@ class Scenario:
 
     name: ClassVar[str] = "?"
     kind: ClassVar[str] = "class_incremental"
+    # A tiny instance (options) and the tiny backbones it runs with: every registered method
+    # is tested on every compatible debug scenario (see ctta.testing).
+    debug: ClassVar[dict[str, Any] | None] = None
+    debug_backbones: ClassVar[tuple[str, ...]] = ("debug_vit",)
 
     @dataclass
     class Config:

@@ -1,11 +1,13 @@
 """Debug runs for every registered method, so a new method is tested the moment it exists.
 
-`debug_specs(method)` returns tiny runs (embedded data, tiny randomly initialised backbones,
-a few seconds each) on every debug scenario the method is compatible with. The project's
-test suite runs them for every name in `list_methods()`; a plugin author can do the same:
+Every scenario declares a tiny instance (`Scenario.debug`, embedded data, a few images per
+class) and the tiny randomly initialised backbones it runs with (`debug_backbones`).
+`debug_specs(method)` pairs a method with every debug scenario and backbone it is
+compatible with; the project's test suite runs them for every name in `list_methods()`. A
+plugin author can do the same:
 
     from ctta.testing import check_method
-    check_method("my_method")      # raises AssertionError with the reason if a run fails
+    check_method("my_method")      # AssertionError with the reason if a run fails
 """
 
 from __future__ import annotations
@@ -14,55 +16,26 @@ import math
 from typing import Any
 
 from .backbones import create_backbone
-from .registry import METHODS
-
-# (scenario spec, backbones to try). Tiny: 2 tasks / 2 shifts, a few images per class.
-DEBUG_SCENARIOS: list[tuple[dict[str, Any], tuple[str, ...]]] = [
-    (
-        {
-            "name": "class_incremental",
-            "dataset": "digits",
-            "increment": 5,
-            "train_per_class": 12,
-            "test_per_class": 6,
-        },
-        ("debug_vit",),
-    ),
-    (
-        {
-            "name": "corruption",
-            "dataset": "digits",
-            "corruptions": ["gaussian_noise", "contrast"],
-            "severity": 3,
-            "batch_size": 16,
-            "test_per_class": 4,
-            "setting": "continual",
-            "source_epochs": 1,
-        },
-        ("debug_vit", "small_cnn"),
-    ),
-]
-
-_KIND_OF = {"class_incremental": "class_incremental", "corruption": "test_time"}
-
-
-def register_debug_scenario(spec: dict[str, Any], backbones: tuple[str, ...], kind: str) -> None:
-    """Add a debug scenario (used by later scenario families and by plugins)."""
-    DEBUG_SCENARIOS.append((spec, backbones))
-    _KIND_OF[spec["name"]] = kind
+from .registry import METHODS, SCENARIOS
 
 
 def debug_specs(method: str, **hparams: Any) -> list[dict[str, Any]]:
     """Run specs of `method` on every compatible debug scenario and backbone."""
     cls = METHODS.get(method)
     specs = []
-    for scenario, backbones in DEBUG_SCENARIOS:
-        if _KIND_OF[scenario["name"]] not in cls.stream_kinds:
+    for name in SCENARIOS.names():
+        scenario = SCENARIOS.get(name)
+        if scenario.debug is None or scenario.kind not in cls.stream_kinds:
             continue
-        for name in backbones:
-            if cls.requires <= create_backbone(name).capabilities():
+        for backbone in scenario.debug_backbones:
+            if cls.requires <= create_backbone(backbone).capabilities():
                 specs.append(
-                    {"scenario": scenario, "method": {"name": method, **hparams}, "backbone": name, "seed": 0}
+                    {
+                        "scenario": {"name": name, **scenario.debug},
+                        "method": {"name": method, **hparams},
+                        "backbone": backbone,
+                        "seed": 0,
+                    }
                 )
     return specs
 
@@ -76,12 +49,11 @@ def check_method(method: str, **hparams: Any) -> list[dict]:
     records = []
     for spec in specs:
         rec = execute(spec, device="cpu")
-        assert rec["status"] == "done", (
-            f"{method} on {spec['scenario']['name']}/{spec['backbone']}: {rec.get('error')}"
-        )
+        where = f"{method} on {spec['scenario']['name']}/{spec['backbone']}"
+        assert rec["status"] == "done", f"{where}: {rec.get('error')}"
         for k, v in rec["metrics"].items():
-            assert math.isfinite(v), f"{method}: metric {k} is {v}"
+            assert math.isfinite(v), f"{where}: metric {k} is {v}"
             if k.endswith("acc") or k.startswith("acc@"):
-                assert 0.0 <= v <= 100.0, f"{method}: {k}={v} outside 0..100"
+                assert 0.0 <= v <= 100.0, f"{where}: {k}={v} outside 0..100"
         records.append(rec)
     return records

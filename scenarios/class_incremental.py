@@ -48,6 +48,7 @@ class ClassIncremental(Scenario):
     """B0IncN / BmIncN class-incremental splits of any dataset, over a class pool."""
 
     kind = "class_incremental"
+    debug = {"dataset": "digits", "increment": 5, "train_per_class": 12, "test_per_class": 6}
 
     @dataclass
     class Config:

@@ -32,6 +32,15 @@ class Corruption(Scenario):
     """A test set under a sequence of corruptions (single or continual shift)."""
 
     kind = "test_time"
+    debug = {
+        "dataset": "digits",
+        "corruptions": ("gaussian_noise", "contrast"),
+        "severity": 3,
+        "batch_size": 16,
+        "test_per_class": 4,
+        "source_epochs": 1,
+    }
+    debug_backbones = ("debug_vit", "small_cnn")
 
     @dataclass
     class Config:
