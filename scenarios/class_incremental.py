@@ -13,18 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from ctta import ContinualStream, Scenario, StreamInfo, Task, hp, register_scenario
+from ctta import ContinualStream, Scenario, StreamInfo, hp, register_scenario
+from ctta.class_splits import class_order, class_tasks
 from ctta.data import load_dataset
 from ctta.errors import UserError
 from ctta.pools import class_pool, per_class
-
-
-def class_order(classes: list[int], seed: int) -> list[int]:
-    """PyCIL's class order: a permutation of the pool drawn with NumPy's legacy seeding."""
-    perm = np.random.RandomState(seed).permutation(len(classes))
-    return [classes[i] for i in perm]
 
 
 def split_sizes(n_classes: int, initial: int, increment: int, num_tasks: int) -> list[int]:
@@ -82,17 +75,5 @@ class ClassIncremental(Scenario):
             num_tasks=len(sizes),
             extra={"class_order": order, "task_sizes": sizes},
         )
-        tasks, tests, start = [], [], 0
-        for i, size in enumerate(sizes):
-            new = tuple(range(start, start + size))
-            tasks.append(
-                Task(
-                    index=i,
-                    train=train.with_classes(new),
-                    classes=new,
-                    seen_classes=tuple(range(start + size)),
-                )
-            )
-            tests.append(test.with_classes(new))
-            start += size
+        tasks, tests = class_tasks(train, test, sizes)
         return ContinualStream(info=info, tasks=tasks, tests=tests)
