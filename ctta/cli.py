@@ -182,7 +182,7 @@ def collect_cmd(results: str, out: str | None) -> None:
 
 
 @cli.command("pretrain")
-@click.argument("what", type=click.Choice(["vit"]))
+@click.argument("what", type=click.Choice(["vit", "clip"]))
 @click.option("--force", is_flag=True, help="Pretrain again even if cached.")
 def pretrain_cmd(what: str, force: bool) -> None:
     """Pretrain an offline stand-in backbone on glyph classes no benchmark uses, and cache it."""

@@ -38,10 +38,13 @@ VIT_RECIPE = {
 
 def pretrain(what: str, *, force: bool = False, progress: bool = False) -> tuple[Path, dict]:
     """Build (or reuse) a stand-in backbone; returns its weights path and its report."""
-    if what == "vit":
-        path = ensure_tiny_vit(force=force, progress=progress)
-        return path, json.loads(path.with_suffix(".json").read_text())
-    raise ValueError(f"unknown pretraining target {what!r}; valid choices: vit")
+    from .pretrain_clip import ensure_tiny_clip
+
+    ensure = {"vit": ensure_tiny_vit, "clip": ensure_tiny_clip}
+    if what not in ensure:
+        raise ValueError(f"unknown pretraining target {what!r}; valid choices: {', '.join(ensure)}")
+    path = ensure[what](force=force, progress=progress)
+    return path, json.loads(path.with_suffix(".json").read_text())
 
 
 def ensure_tiny_vit(*, force: bool = False, progress: bool = False) -> Path:

@@ -150,7 +150,7 @@ def _origin(obj) -> str:
 METHODS = Registry("method", "ctta.methods", builtin_package="ctta.methods")
 SCENARIOS = Registry("scenario", "ctta.scenarios", builtin_package="ctta.scenarios")
 PROTOCOLS = Registry("protocol", "ctta.protocols", builtin_package="ctta.protocols")
-BACKBONES = Registry("backbone", "ctta.backbones", builtin_modules=("ctta.backbones",))
+BACKBONES = Registry("backbone", "ctta.backbones", builtin_modules=("ctta.backbones", "ctta.clip"))
 DATASETS = Registry("dataset", "ctta.datasets", builtin_modules=("ctta.data",))
 
 register_method = METHODS.register
