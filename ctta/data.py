@@ -260,6 +260,12 @@ class ImageData(torch.utils.data.Dataset):
         idx = self.indices[np.asarray(positions)]
         return self._storage.load(idx), torch.as_tensor(self._all_targets[idx])
 
+    def source_paths(self) -> list[str] | None:
+        """File of every sample of this view (None for in-memory data): to match index lists."""
+        if not isinstance(self._storage, _Files):
+            return None
+        return [self._storage.paths[j] for j in self.indices]
+
     def sample_keys(self) -> list[str]:
         """Content hash per sample (image bytes; file bytes for folders), to prove disjointness."""
         return [hashlib.sha1(self._storage.key(int(j))).hexdigest() for j in self.indices]
@@ -606,6 +612,11 @@ _folder_preset(
 _folder_preset(
     "cub200",
     "arrange CUB_200_2011 as root/train/<class>/ and root/test/<class>/ using its train_test_split.txt",
+)
+_folder_preset(
+    "miniimagenet",
+    "arrange miniImageNet (the 100 classes of TOPIC/CEC's few-shot split) as root/train/<wnid>/ and "
+    "root/test/<wnid>/ following CEC's train.csv and test.csv",
 )
 _folder_preset(
     "pacs",
