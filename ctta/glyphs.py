@@ -169,8 +169,13 @@ def _raster(face: Face, gid: int, px: float) -> np.ndarray:
     # By glyph index (not set_text): no text shaping, so e.g. BaKoMa's Omega at U+00AD (a soft hyphen,
     # "default ignorable" for a shaper) still draws. No hinting: it distorts outlines at small sizes.
     glyph = font.load_glyph(gid, flags=ft2font.LoadFlags.NO_HINTING)
-    buf = np.zeros((math.ceil(glyph.height / 64) + 4, math.ceil(glyph.width / 64) + 4), np.uint8)
-    font.draw_glyph_to_bitmap(buf, 2, 2, glyph, antialiased=True)
+    # draw_glyph_to_bitmap puts the bitmap at x + (left bearing), so shift by the bbox's x-min (26.6 fixed
+    # point) to keep glyphs with negative or large bearings (italic descenders, narrow mono glyphs) inside.
+    xmin, _, xmax, _ = glyph.bbox
+    pad = 4
+    left = math.floor(xmin / 64)
+    buf = np.zeros((math.ceil(glyph.height / 64) + 2 * pad, math.ceil(xmax / 64) - left + 2 * pad), np.uint8)
+    font.draw_glyph_to_bitmap(buf, pad - left, pad, glyph, antialiased=True)
     rows, cols = np.nonzero(buf)
     if len(rows) == 0:
         return np.zeros((0, 0), np.uint8)
@@ -356,7 +361,7 @@ class Domain:
     min_contrast: float = 0.35  # minimum |luma(fg) - luma(background)| anywhere in the background
 
     def colour_triples(self) -> tuple[tuple[str, str, str], ...]:
-        """All (fg, bg, bg2) with bg != bg2, both backgrounds on the same side of fg in luma, at least
+        """All (fg, bg, bg2) with bg != bg2 (unless bg has one colour), both backgrounds on the same side of fg in luma, at least
         ``min_contrast`` away from it and closer to each other than to it: the glyph is always clearly
         visible, whatever the texture."""
         return _colour_triples(self)
@@ -372,7 +377,8 @@ def _colour_triples(dom: Domain) -> tuple[tuple[str, str, str], ...]:
                 near = min(abs(d1), abs(d2))
                 # The two background colours must also be closer to each other than to the glyph (half the
                 # glyph contrast), so that a texture never out-shouts the character.
-                if b != b2 and d1 * d2 > 0 and near >= dom.min_contrast and abs(d1 - d2) <= near / 2:
+                distinct = b != b2 or len(dom.bg) == 1  # a single-colour palette can only be plain
+                if distinct and d1 * d2 > 0 and near >= dom.min_contrast and abs(d1 - d2) <= near / 2:
                     out.append((f, b, b2))
     return tuple(out)
 
