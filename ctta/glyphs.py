@@ -71,59 +71,40 @@ class Face:
     unicode: bool = True
 
 
-def _faces(stem: str, family: str, slanted: str, names: Sequence[str]) -> dict[str, Face]:
-    """The four faces of a family: regular, bold, slanted, bold slanted (file names given in that order)."""
-    styles = [("regular", "upright"), ("bold", "upright"), ("regular", slanted), ("bold", slanted)]
-    return {
-        f"{stem}{k}": Face(f"{n}.ttf", family, w, s)
-        for k, n, (w, s) in zip(["", "-b", "-i", "-bi"], names, styles)
-    }
+# (key stem, caption family, slant word, files of the regular, bold, slanted and bold slanted faces)
+_FAMILIES = (
+    ("sans", "dejavu sans", "oblique", "DejaVuSans DejaVuSans-Bold DejaVuSans-Oblique DejaVuSans-BoldOblique"),
+    ("serif", "dejavu serif", "italic", "DejaVuSerif DejaVuSerif-Bold DejaVuSerif-Italic DejaVuSerif-BoldItalic"),
+    ("mono", "dejavu sans mono", "oblique",
+     "DejaVuSansMono DejaVuSansMono-Bold DejaVuSansMono-Oblique DejaVuSansMono-BoldOblique"),
+    ("stix", "stix", "italic", "STIXGeneral STIXGeneralBol STIXGeneralItalic STIXGeneralBolIta"),
+)  # fmt: skip
 
-
+#: All faces by key: "<family>", "<family>-b" (bold), "<family>-i" (slanted), "<family>-bi", and the five
+#: Computer Modern text fonts.
 FACES: dict[str, Face] = {
-    **_faces(
-        "sans",
-        "dejavu sans",
-        "oblique",
-        ["DejaVuSans", "DejaVuSans-Bold", "DejaVuSans-Oblique", "DejaVuSans-BoldOblique"],
-    ),
-    **_faces(
-        "serif",
-        "dejavu serif",
-        "italic",
-        ["DejaVuSerif", "DejaVuSerif-Bold", "DejaVuSerif-Italic", "DejaVuSerif-BoldItalic"],
-    ),
-    **_faces(
-        "mono",
-        "dejavu sans mono",
-        "oblique",
-        ["DejaVuSansMono", "DejaVuSansMono-Bold", "DejaVuSansMono-Oblique", "DejaVuSansMono-BoldOblique"],
-    ),
-    **_faces(
-        "stix", "stix", "italic", ["STIXGeneral", "STIXGeneralBol", "STIXGeneralItalic", "STIXGeneralBolIta"]
-    ),
-    # Computer Modern (BaKoMa): only ASCII letters/digits + Greek capitals; see Face.unicode.
-    "cmr": Face("cmr10.ttf", "computer modern", unicode=False),
-    "cmb": Face("cmb10.ttf", "computer modern", weight="bold", unicode=False),
-    "cmti": Face("cmti10.ttf", "computer modern", slant="italic", unicode=False),
-    "cmss": Face("cmss10.ttf", "computer modern sans", unicode=False),
-    "cmtt": Face("cmtt10.ttf", "computer modern typewriter", unicode=False),
+    f"{stem}{suffix}": Face(f"{file}.ttf", family, weight, slant)
+    for stem, family, slanted, files in _FAMILIES
+    for suffix, file, weight, slant in zip(
+        ("", "-b", "-i", "-bi"),
+        files.split(),
+        ("regular", "bold") * 2,
+        ("upright", "upright", slanted, slanted),
+    )
 }
+FACES.update(
+    {
+        # Computer Modern (BaKoMa): only ASCII letters/digits + Greek capitals; see Face.unicode.
+        "cmr": Face("cmr10.ttf", "computer modern", unicode=False),
+        "cmb": Face("cmb10.ttf", "computer modern", weight="bold", unicode=False),
+        "cmti": Face("cmti10.ttf", "computer modern", slant="italic", unicode=False),
+        "cmss": Face("cmss10.ttf", "computer modern sans", unicode=False),
+        "cmtt": Face("cmtt10.ttf", "computer modern typewriter", unicode=False),
+    }
+)
 
 # Glyph names of the Greek capitals that the Computer Modern text fonts carry (at non-Unicode codes).
-_CM_GREEK = {
-    "Γ": "Gamma",
-    "Δ": "Delta",
-    "Θ": "Theta",
-    "Λ": "Lambda",
-    "Ξ": "Xi",
-    "Π": "Pi",
-    "Σ": "Sigma",
-    "Υ": "Upsilon",
-    "Φ": "Phi",
-    "Ψ": "Psi",
-    "Ω": "Omega",
-}
+_CM_GREEK = dict(zip("ΓΔΘΛΞΠΣΥΦΨΩ", "Gamma Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega".split()))
 
 
 def font_dir() -> Path:
@@ -244,18 +225,28 @@ def char_case(ch: str) -> str:
 #     variant forms ϑ ϕ ϖ ϰ ϱ ϵ (they *are* θ φ π κ ρ ε).
 # tests/test_glyphs.py re-checks this with an outline-distance test in every benchmark and pretraining face.
 # Rotating by ~180° maps some kept pairs onto each other (6/9, b/q, d/p, M/W), so keep rotation jitter < 90°.
-BENCHMARK_CHARS: tuple[str, ...] = tuple(
-    "0123456789ABCDEFGHIJKLMNPQRSTUVWXYZabdefghikmnopqrtyΓΔΛΞΠΣΦΨΩαβεζηιλμξπσςτυφωÆæŒØßÞþÐĦħŁłđŦŧƀƒɨϘϞϟϠϡ"
-)
+_BENCHMARK_GROUPS = {
+    "digits": "0123456789",
+    "latin capitals": "ABCDEFGHIJKLMNPQRSTUVWXYZ",
+    "latin small": "abdefghikmnopqrty",
+    "greek capitals": "ΓΔΛΞΠΣΦΨΩ",
+    "greek small": "αβεζηιλμξπσςτυφω",
+    "latin extended": "ÆæŒØßÞþÐĦħŁłđŦŧƀƒɨ",
+    "greek archaic": "ϘϞϟϠϡ",
+}
+BENCHMARK_CHARS: tuple[str, ...] = tuple("".join(_BENCHMARK_GROUPS.values()))
 
 # Classes for pretraining a backbone: 87 characters no benchmark uses and none of which looks like a digit,
 # a Latin or a Greek letter (not even rotated by 90°/180°/270°): 21 Cyrillic letters (those with Latin/Greek
 # look-alikes, e.g. А В Е К М Н О Р С Т Х Г П Ф З б, are left out) and 66 symbols (ASCII, Latin-1, arrows,
 # maths). Picked greedily from all glyphs the pretraining and benchmark faces share, dropping near-duplicates
 # (also within this set: e.g. ∑ = Σ, ∏ = Π, ∆ = Δ, ∈ ~ ε, ∪ ~ U, ⊛ ~ ⊗, dotted variants of =, tiny punctuation).
-PRETRAIN_CHARS: tuple[str, ...] = tuple(
-    "БДЖИЛЦЧЩЪЫЬЭЮЯЂЋЉЊЏђф#$%&(*+/=?@[{~¢£¤¥¦§©«¬®±¶×†‡‰€↔↖↞↤↩↬↯↰↺↻⇄⇌⇐⇔∂√∝∟∠≈≡≤≥⊕⊗⊙⊞⊠⊡⊢⋄⌂⌐␣♮"
-)
+_PRETRAIN_GROUPS = {
+    "cyrillic": "БДЖИЛЦЧЩЪЫЬЭЮЯЂЋЉЊЏђф",
+    "ascii and latin-1 symbols": "#$%&(*+/=?@[{~¢£¤¥¦§©«¬®±¶×†‡‰€",
+    "arrows and maths": "↔↖↞↤↩↬↯↰↺↻⇄⇌⇐⇔∂√∝∟∠≈≡≤≥⊕⊗⊙⊞⊠⊡⊢⋄⌂⌐␣♮",
+}
+PRETRAIN_CHARS: tuple[str, ...] = tuple("".join(_PRETRAIN_GROUPS.values()))
 
 # ----------------------------------------------------------------------------------------------------------
 # Colours and textures
@@ -603,8 +594,8 @@ class GlyphSet:
         bg_words = []
         if keep():
             bg_words.append(a["bg"] if plain or not keep(0.5) else f"{a['bg']} and {a['bg2']}")
-        if keep(0.5):
-            bg_words.append(tex) if not plain or not bg_words else bg_words.insert(0, tex)
+        if keep(0.5):  # "plain white" but "white and pink striped"
+            bg_words.insert(0 if plain else len(bg_words), tex)
         back = f"on {_an(' '.join(bg_words))} background" if bg_words else ""
         fg = a["fg"] if keep() else ""
         if fg and back:
@@ -771,9 +762,9 @@ def _cache_key(
             }
             for d in domains
         },
-        "n": n,
-        "size": size,
-        "seed": seed,
+        "n": int(n),
+        "size": int(size),
+        "seed": int(seed),
         "jitter": dataclasses.asdict(jitter),
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
@@ -840,7 +831,9 @@ def _write(path: Path, key: str, gs: GlyphSet) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            # Large sets (e.g. 224 px) compress ~10x; small ones are not worth the zlib time (rendering 10k
+            # 32-px images is faster than compressing them).
+            (np.savez_compressed if gs.images.nbytes > 100e6 else np.savez)(f, **arrays)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
