@@ -298,18 +298,10 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "turquoise": (60, 225, 200),
 }
 
-#: Background textures. Benchmark domains use the first four, pretraining domains the last five.
-TEXTURES: tuple[str, ...] = (
-    "plain",
-    "gradient",
-    "stripes",
-    "checker",
-    "radial",
-    "noise",
-    "dots",
-    "rings",
-    "waves",
-)
+_BENCHMARK_TEXTURES = ("plain", "gradient", "stripes", "checker")
+_PRETRAIN_TEXTURES = ("radial", "noise", "dots", "rings", "waves")
+#: Background textures (benchmark domains use the first four, pretraining domains the other five).
+TEXTURES: tuple[str, ...] = _BENCHMARK_TEXTURES + _PRETRAIN_TEXTURES
 
 #: Caption adjective of each texture ("red on a light blue and white striped background").
 TEXTURE_WORDS: dict[str, str] = {
@@ -352,9 +344,9 @@ class Domain:
     min_contrast: float = 0.35  # minimum |luma(fg) - luma(background)| anywhere in the background
 
     def colour_triples(self) -> tuple[tuple[str, str, str], ...]:
-        """All (fg, bg, bg2) with bg != bg2 (unless bg has one colour), both backgrounds on the same side of fg in luma, at least
-        ``min_contrast`` away from it and closer to each other than to it: the glyph is always clearly
-        visible, whatever the texture."""
+        """All (fg, bg, bg2) with both backgrounds on the same side of fg in luma, at least ``min_contrast``
+        away from it and closer to each other than to it (bg != bg2 unless the palette has one background):
+        the glyph is always clearly visible, whatever the texture."""
         return _colour_triples(self)
 
 
@@ -376,7 +368,6 @@ def _colour_triples(dom: Domain) -> tuple[tuple[str, str, str], ...]:
 
 _UPRIGHT = ("sans", "sans-b", "serif", "serif-b", "mono", "mono-b", "stix", "stix-b")
 _CLEAN = ("plain", "gradient")
-_PRETRAIN_TEXTURES = ("radial", "noise", "dots", "rings", "waves")
 
 #: All named domains. See BENCHMARK_DOMAINS / PRETRAIN_DOMAINS / EXTRA_DOMAINS for their roles.
 DOMAINS: dict[str, Domain] = {
@@ -428,6 +419,13 @@ class Jitter:
     rotation: float = 15.0  # max |angle| in degrees (positive = counter-clockwise)
     scale: tuple[float, float] = (0.8, 1.1)  # glyph size relative to the nominal em (75% of the image side)
     translate: float = 0.1  # max |shift| per axis, as a fraction of the image side
+
+    def __post_init__(self) -> None:
+        lo, hi = self.scale
+        if not (self.rotation >= 0 and 0 < lo <= hi and self.translate >= 0):
+            raise ValueError(
+                f"invalid jitter {self}: need rotation >= 0, 0 < scale[0] <= scale[1], translate >= 0"
+            )
 
 
 # Per-sample uniforms, one row per sample (see _params): face, colours, texture, rotation, scale, dx, dy,

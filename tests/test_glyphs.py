@@ -267,6 +267,8 @@ def test_bad_arguments_are_rejected():
         G.render_glyphs("A", ["nope"], 1)
     with pytest.raises(ValueError):
         G.render_glyphs("A", ["sans"], 0)
+    with pytest.raises(ValueError):
+        G.Jitter(scale=(1.2, 0.8))
 
 
 # --------------------------------------------------------------------------------------------------------
