@@ -723,17 +723,24 @@ def _sampling_grid(
     """``grid_sample`` grid [B, res, res, 2]: for each output pixel, where to read in the template.
 
     Forward transform: rotate counter-clockwise (on screen, y down) by ``rot`` degrees, scale by ``scale``,
-    shift by (dx, dy) image sides. The grid is its inverse, p = R^T (p' - t) / s, evaluated at the output
-    pixel centres in normalised [-1, 1] coordinates (same convention as ``affine_grid(align_corners=False)``,
-    but computed by broadcasting, which is several times faster than ``affine_grid`` on CPU).
+    shift by (dx, dy) image sides. The grid is its inverse, p = R^T (p' - t) / s, at the output pixel centres
+    in normalised [-1, 1] coordinates: what ``affine_grid(theta, align_corners=False)`` computes, done as one
+    matmul with a cached base grid (twice as fast on CPU).
     """
-    a = torch.from_numpy(np.deg2rad(rot).astype(np.float32)).view(-1, 1, 1)
-    s = torch.from_numpy(scale.astype(np.float32)).view(-1, 1, 1)
-    px = (torch.arange(res, dtype=torch.float32) + 0.5) / res * 2 - 1
-    x = px.view(1, 1, -1) - torch.from_numpy(2 * dx.astype(np.float32)).view(-1, 1, 1)  # one side = 2 units
-    y = px.view(1, -1, 1) - torch.from_numpy(2 * dy.astype(np.float32)).view(-1, 1, 1)
-    cos, sin = torch.cos(a) / s, torch.sin(a) / s
-    return torch.stack([cos * x - sin * y, sin * x + cos * y], dim=-1)
+    a = np.deg2rad(rot)
+    c, s = np.cos(a) / scale, np.sin(a) / scale
+    tx, ty = 2 * dx, 2 * dy  # one image side is 2 normalised units
+    theta = np.stack([np.stack([c, -s, s * ty - c * tx], -1), np.stack([s, c, -s * tx - c * ty], -1)], 1)
+    grid = _base_grid(res) @ torch.from_numpy(theta.astype(np.float32)).transpose(1, 2)  # [B, res*res, 2]
+    return grid.view(-1, res, res, 2)
+
+
+@functools.lru_cache(maxsize=8)
+def _base_grid(res: int) -> torch.Tensor:
+    """[1, res*res, 3] homogeneous (x, y, 1) pixel-centre coordinates in [-1, 1], row-major."""
+    p = (torch.arange(res, dtype=torch.float32) + 0.5) / res * 2 - 1
+    y, x = torch.meshgrid(p, p, indexing="ij")
+    return torch.stack([x, y, torch.ones_like(x)], -1).view(1, res * res, 3)
 
 
 # ----------------------------------------------------------------------------------------------------------
