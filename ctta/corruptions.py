@@ -233,14 +233,14 @@ def _pad_index(n: int, before: int, after: int, mode: str, device: torch.device)
     return torch.where(i < n, i, period - i - (1 if mode == "symmetric" else 0))
 
 
-def _pad(x: Tensor, ph: int, pw: int, mode: str) -> Tensor:
-    """Pad the last two axes by (ph, pw) on each side; one gather (index_select on a middle axis is
-    an order of magnitude slower on CPU)."""
+def _pad(x: Tensor, rows: tuple[int, int], cols: tuple[int, int], mode: str) -> Tensor:
+    """Pad the last two axes by (before, after) rows and columns; one gather (index_select on a
+    middle axis is an order of magnitude slower on CPU)."""
     h, w = x.shape[-2:]
-    rows, cols = _pad_index(h, ph, ph, mode, x.device), _pad_index(w, pw, pw, mode, x.device)
-    index = (rows[:, None] * w + cols[None, :]).reshape(-1)
+    ri, ci = _pad_index(h, *rows, mode, x.device), _pad_index(w, *cols, mode, x.device)
+    index = (ri[:, None] * w + ci[None, :]).reshape(-1)
     out = x.flatten(-2).gather(-1, index.expand(*x.shape[:-2], -1))
-    return out.view(*x.shape[:-2], len(rows), len(cols))
+    return out.view(*x.shape[:-2], len(ri), len(ci))
 
 
 def _filter_matrix(n: int, taps: Tensor, mode: str) -> Tensor:
@@ -283,10 +283,10 @@ def _box_blur3(x: Tensor) -> Tensor:
 
 
 def _fast_len(n: int) -> int:
-    """Smallest 5-smooth integer >= n (fast FFT length)."""
+    """Smallest 7-smooth integer >= n (a fast FFT length for pocketfft and cuFFT)."""
     while True:
         m = n
-        for p in (2, 3, 5):
+        for p in (2, 3, 5, 7):
             while m % p == 0:
                 m //= p
         if m == 1:
@@ -294,14 +294,16 @@ def _fast_len(n: int) -> int:
         n += 1
 
 
-def _correlate_fft(x: Tensor, kernel: Tensor, mode: str) -> Tensor:
-    """Correlate ``x [B, C, H, W]`` with a centred odd-sized kernel ``[1 or B, kh, kw]`` via FFT.
+def _correlate_fft(x: Tensor, kernel: Tensor, mode: str, origin: tuple[int, int] | None = None) -> Tensor:
+    """Correlate ``x [B, C, H, W]`` with ``kernel [1 or B, kh, kw]`` via FFT: out[i, j] = sum of
+    kernel[u, v] * x[i + u - oy, j + v - ox], where (oy, ox) = ``origin`` (default: the centre).
 
     Per-image kernels cost the same as a shared one, which is what makes the motion blur batched.
     """
     kh, kw = kernel.shape[-2:]
+    oy, ox = origin if origin is not None else (kh // 2, kw // 2)
     h, w = x.shape[-2:]
-    xp = _pad(x, kh // 2, kw // 2, mode)
+    xp = _pad(x, (oy, kh - 1 - oy), (ox, kw - 1 - ox), mode)
     size = (_fast_len(xp.shape[-2]), _fast_len(xp.shape[-1]))
     # Correlation is convolution with the flipped kernel; the valid part starts at kernel size - 1.
     spectrum = torch.fft.rfft2(xp, s=size) * torch.fft.rfft2(kernel.flip(-2, -1), s=size).unsqueeze(1)
@@ -353,11 +355,13 @@ def _motion_blur(x: Tensor, radius: float, sigma: float, angles: Tensor) -> Tens
     rad = torch.deg2rad(angles.to(torch.float64))[:, None]
     ox = torch.ceil(i * torch.cos(rad) - 0.5).long()  # ImageMagick rounds with ceil(v - 0.5)
     oy = torch.ceil(i * torch.sin(rad) - 0.5).long()
-    k = 2 * width - 1
-    flat = (oy + width - 1) * k + (ox + width - 1)
-    kernel = torch.zeros(len(angles), k * k, device=x.device, dtype=torch.float64)
+    # Kernel grid: the bounding box of every image's taps (a third smaller than a centred square).
+    y0, x0 = int(oy.min()), int(ox.min())
+    kh, kw = int(oy.max()) - y0 + 1, int(ox.max()) - x0 + 1
+    flat = (oy - y0) * kw + (ox - x0)
+    kernel = torch.zeros(len(angles), kh * kw, device=x.device, dtype=torch.float64)
     kernel.scatter_add_(1, flat, weights.expand_as(flat).contiguous())
-    return _correlate_fft(x, kernel.view(-1, k, k).to(x.dtype), "replicate")
+    return _correlate_fft(x, kernel.view(-1, kh, kw).to(x.dtype), "replicate", origin=(-y0, -x0))
 
 
 def _plasma_fractal(batch: int, size: int, decay: float, gen: torch.Generator, like: Tensor) -> Tensor:
@@ -452,21 +456,20 @@ def _glass_source_index(offsets: Tensor, height: int, width: int, d: int) -> Ten
     """
     batch = offsets.shape[1]
     device = offsets.device
-    rows = torch.arange(d + 1, height - d + 1, device=device)
-    cols = torch.arange(d + 1, width - d + 1, device=device)
-    py, px = (t.reshape(-1) for t in torch.meshgrid(rows, cols, indexing="ij"))
-    visited = py * width + px
+    inner = (slice(None), slice(d + 1, height - d + 1), slice(d + 1, width - d + 1))  # visited pixels
+    py = torch.arange(height, device=device)[inner[1], None]
+    px = torch.arange(width, device=device)[inner[2]]
     identity = torch.arange(height * width, device=device).expand(batch, -1)
     source = identity
-    for step in offsets.flatten(3):
+    for step in offsets:
         dy, dx = step.unbind(1)
         qy, qx = py + dy, px + dx
         q = qy * width + qx
         earlier = ((dy > 0) | ((dy == 0) & (dx > 0))) & (qy <= height - d) & (qx >= d + 1) & (qx <= width - d)
         pointer = identity.clone()
-        pointer[:, visited] = torch.where(earlier, q, visited)
+        pointer.view(batch, height, width)[inner] = torch.where(earlier, q, (py * width + px).expand_as(q))
         value = source.clone()
-        value[:, visited] = source.gather(1, q)
+        value.view(batch, height, width)[inner] = source.gather(1, q.flatten(1)).view_as(q)
         while True:  # pointer doubling to the chain ends (pixels whose value is read, not copied)
             jumped = pointer.gather(1, pointer)
             if torch.equal(jumped, pointer):
@@ -571,16 +574,18 @@ def _frost_texture(b: int, h: int, w: int, pixel: float, gen: torch.Generator, l
     # scaled so that the bands [0, 1), [1, 1.5), [1.5, 1.75), [1.75, 1.875) pick k = 0..3.
     t = _rand(gen, b, rh, rw, like=like) * (4 * f * f / 0.12) / cover[:, 0].square().clamp_min(1e-6)
     kind = (t >= 1).long() + (t >= 1.5) + (t >= 1.75) + (t >= 1.875)
-    bi, y, x = (kind < 4).nonzero(as_tuple=True)
-    length = (4 * f) * 2.0 ** kind[bi, y, x].to(like.dtype)[:, None]
-    angle = torch.deg2rad(_rand(gen, 4, b, like=like) * 360)[kind[bi, y, x], bi][:, None]
-    i = torch.arange(math.ceil(64 * f) + 1, device=like.device, dtype=like.dtype)
-    py = y[:, None] + torch.round(i * torch.sin(angle)).long()
-    px = x[:, None] + torch.round(i * torch.cos(angle)).long()
-    keep = (i <= 2 * length) & (py >= 0) & (py < rh) & (px >= 0) & (px < rw)
+    angles = torch.deg2rad(_rand(gen, 4, b, like=like) * 360)
     needles = torch.zeros(b, rh, rw, device=like.device, dtype=like.dtype)
-    value = torch.exp(-0.5 * (i / length) ** 2)[keep]
-    needles.index_put_((bi[:, None].expand_as(keep)[keep], py[keep], px[keep]), value, accumulate=True)
+    for k in range(4):
+        length = 4 * f * 2**k
+        bi, y, x = (kind == k).nonzero(as_tuple=True)
+        i = torch.arange(math.floor(2 * length) + 1, device=like.device, dtype=like.dtype)
+        py = y[:, None] + torch.round(i * torch.sin(angles[k, bi, None])).long()
+        px = x[:, None] + torch.round(i * torch.cos(angles[k, bi, None])).long()
+        # Taps outside the image add 0 at a clamped position (cheaper than boolean indexing).
+        value = torch.exp(-0.5 * (i / length) ** 2) * ((py >= 0) & (py < rh) & (px >= 0) & (px < rw))
+        where = (bi[:, None].expand_as(py), py.clamp(0, rh - 1), px.clamp(0, rw - 1))
+        needles.index_put_(where, value, accumulate=True)
     needles = _gaussian_blur(needles[:, None], 0.5 * f).clamp(0, 1.2)
     texture = (0.2 + 0.45 * cover + 0.5 * needles).clamp(0, 1)
     if (rh, rw) != (h, w):
@@ -739,7 +744,7 @@ def _spatter(x: Tensor, c: tuple, s: float, gen: torch.Generator) -> Tensor:
         return x * (1 - m) + colour * m
     level = torch.floor(liquid.clamp(0, 1) * 255)
     mask = (level > 0).to(x.dtype)
-    p = _pad(mask, 1, 1, "replicate")
+    p = _pad(mask, (1, 1), (1, 1), "replicate")
     eroded = torch.stack(
         [mask, p[..., :-2, 1:-1], p[..., 2:, 1:-1], p[..., 1:-1, :-2], p[..., 1:-1, 2:]]
     ).amin(0)
