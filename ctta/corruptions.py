@@ -7,9 +7,11 @@ github.com/hendrycks/robustness. This is an independent re-implementation, not a
 
 Every corruption works on a whole float batch ``[B, 3, H, W]`` in [0, 1] on its device: noise is drawn
 from a ``torch.Generator`` seeded with ``seed`` (so CPU results are bit-identical for the same input,
-and every image in a batch gets its own noise), separable filters are small dense matrices applied
-with ``matmul`` (one code path for every kernel length and border mode), non-separable kernels
-(defocus disk, motion streak) are FFT correlations, resampling uses ``interpolate``/``grid_sample``.
+and every image in a batch gets its own noise). Separable linear filters and small resizes (Gaussian
+and box blurs, Pillow's BOX resize, scipy's zoom below 128 px) are dense per-axis matrices applied
+with ``matmul``: one code path for every kernel length and border mode, and on CPU an order of
+magnitude faster than depthwise ``conv2d``. Non-separable kernels (defocus disk, per-image motion
+streaks) are FFT correlations; larger zooms use ``interpolate``, warps ``grid_sample``.
 
 Fidelity. Randomness cannot match the original numpy streams, so "exact" below means the same
 formula and the same distribution. Exact: the noises, gaussian/defocus/zoom blur, contrast,
@@ -431,7 +433,7 @@ def _hsv_adjust(
 
 def _gaussian_noise(x: Tensor, c: float, s: float, gen: torch.Generator) -> Tensor:
     """x + N(0, c^2) per pixel and channel. Exact."""
-    return x + c * _randn(gen, *x.shape, like=x)
+    return _randn(gen, *x.shape, like=x).mul_(c).add_(x)
 
 
 def _shot_noise(x: Tensor, c: float, s: float, gen: torch.Generator) -> Tensor:
@@ -449,7 +451,7 @@ def _impulse_noise(x: Tensor, c: float, s: float, gen: torch.Generator) -> Tenso
 
 def _speckle_noise(x: Tensor, c: float, s: float, gen: torch.Generator) -> Tensor:
     """x + x * N(0, c^2). Exact."""
-    return x + x * c * _randn(gen, *x.shape, like=x)
+    return _randn(gen, *x.shape, like=x).mul_(c).add_(1).mul_(x)  # x + x * c * n
 
 
 def _gaussian_blur_corruption(x: Tensor, c: float, s: float, gen: torch.Generator) -> Tensor:
@@ -636,8 +638,7 @@ def _saturate(x: Tensor, c: tuple, s: float, gen: torch.Generator) -> Tensor:
 
 def _contrast(x: Tensor, c: float, s: float, gen: torch.Generator) -> Tensor:
     """(x - mean) * c + mean with per-image, per-channel means. Exact."""
-    mean = x.mean((2, 3), keepdim=True)
-    return (x - mean) * c + mean
+    return torch.lerp(x.mean((2, 3), keepdim=True), x, c)  # mean + c * (x - mean)
 
 
 def _elastic_transform(x: Tensor, c: tuple, s: float, gen: torch.Generator) -> Tensor:
