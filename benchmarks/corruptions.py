@@ -1,6 +1,6 @@
 """Batched ``ctta.corruptions`` against a per-image numpy/scipy/Pillow loop of the same formulas.
 
-    python benchmarks/corruptions.py [--quick]
+    python benchmarks/corruptions.py [--quick] [--threads N]
 
 For 32 px (batch 256) and 224 px (batch 32) images, times the 15 standard corruptions at severity 3:
 ``corrupt`` on the whole batch (median of three runs after a warm-up) against the reference below,
@@ -309,7 +309,15 @@ def time_reference(images: np.ndarray, name: str, params: tuple, budget: float) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small batches and a short reference budget")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (default: torch's own; 1 is steadier on a busy machine)",
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     setups = [(32, "cifar", 64 if args.quick else 256), (224, "imagenet", 8 if args.quick else 32)]
     budget, repeats = (0.5, 1) if args.quick else (2.0, 3)
 
