@@ -217,8 +217,8 @@ def test_glass_blur_spread_grows_with_severity():
     for variant, size in (("cifar", 32), ("imagenet", 96)):
         spread = []
         for sigma, d, iterations in C._PARAMS["glass_blur"][variant]:
-            offsets = torch.randint(-d, d, (iterations, 4, 2, size - 2 * d, size - 2 * d), generator=g)
-            source = C._glass_source_index(offsets, size, size, d)
+            dy, dx = torch.randint(-d, d, (2, iterations, 4, size - 2 * d, size - 2 * d), generator=g)
+            source = C._glass_source_index(dy, dx, size, size, d)
             here = torch.arange(size * size)
             moved = (source // size - here // size) ** 2 + (source % size - here % size) ** 2
             spread.append(2 * sigma**2 + float(moved.double().mean()) / 2)
@@ -483,7 +483,8 @@ def test_glass_shuffle_is_the_original_loop():
     for h, w, d, iterations in ((12, 12, 1, 2), (14, 11, 2, 3), (16, 16, 4, 2)):
         offsets = rng.integers(-d, d, size=(iterations, 2, 2, h - 2 * d, w - 2 * d))
         images = rng.integers(0, 256, size=(2, h, w, 3)).astype(np.uint8)
-        source = C._glass_source_index(torch.from_numpy(offsets), h, w, d).numpy()
+        dy, dx = torch.from_numpy(offsets).unbind(2)
+        source = C._glass_source_index(dy, dx, h, w, d).numpy()
         for b, x in enumerate(images):
             expected = x.copy()
             for i in range(iterations):
