@@ -24,8 +24,8 @@ DETERMINISTIC = {
     "contrast",
     "saturate",
     "pixelate",
+    "jpeg_compression",
 }
-DETERMINISTIC |= {"jpeg_compression"}
 
 
 def natural_images(n: int, size: int | tuple[int, int], seed: int = 0) -> torch.Tensor:
