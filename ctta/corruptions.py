@@ -474,17 +474,20 @@ def _glass_source_index(dy: Tensor, dx: Tensor, height: int, width: int, d: int)
     batch = dy.shape[1]
     device = dy.device
     inner = (slice(None), slice(d + 1, height - d + 1), slice(d + 1, width - d + 1))  # visited pixels
-    py = torch.arange(height, device=device)[inner[1], None]
-    px = torch.arange(width, device=device)[inner[2]]
+    # Offset arithmetic in dy's dtype (float32 is exact for these integers and cheaper than int64).
+    py = torch.arange(height, device=device, dtype=dy.dtype)[inner[1], None]
+    px = torch.arange(width, device=device, dtype=dy.dtype)[inner[2]]
     identity = torch.arange(height * width, device=device).expand(batch, -1)
     source = identity
     for step_y, step_x in zip(dy, dx):
         qy, qx = py + step_y, px + step_x
-        q = qy * width + qx
+        q = (qy * width + qx).long()
         later_row = (step_y > 0) | ((step_y == 0) & (step_x > 0))
         earlier = later_row & (qy <= height - d) & (qx >= d + 1) & (qx <= width - d)
         pointer = identity.clone()
-        pointer.view(batch, height, width)[inner] = torch.where(earlier, q, (py * width + px).expand_as(q))
+        pointer.view(batch, height, width)[inner] = torch.where(
+            earlier, q, (py * width + px).long().expand_as(q)
+        )
         value = source.clone()
         value.view(batch, height, width)[inner] = source.gather(1, q.flatten(1)).view_as(q)
         while True:  # pointer doubling to the chain ends (pixels whose value is read, not copied)
@@ -506,12 +509,12 @@ def _glass_blur(x: Tensor, c: tuple, s: float, gen: torch.Generator) -> Tensor:
     sigma, d, iterations = c[0] * s, max(1, round(c[1] * s)), c[2]
     b, ch, h, w = x.shape
     x = _floor_u8(_gaussian_blur(x, sigma))
-    # (dy, dx) uniform on [-d, d - 1]^2 from one float per pixel, in float arithmetic (exact for these
-    # small integers): several times cheaper than two randint draws and integer division.
+    # (dy, dx) uniform on [-d, d - 1]^2 from one float per pixel, kept as floats (exact for these small
+    # integers): several times cheaper than two randint draws and integer division.
     u = _rand(gen, iterations, b, h - 2 * d, w - 2 * d, like=x).mul_(2 * d)
     dy = u.floor()
-    dx = u.sub_(dy).mul_(2 * d).floor_()
-    source = _glass_source_index(dy.int() - d, dx.int() - d, h, w, d)
+    dx = u.sub_(dy).mul_(2 * d).floor_().sub_(d)
+    source = _glass_source_index(dy.sub_(d), dx, h, w, d)
     x = x.flatten(2).gather(2, source[:, None].expand(-1, ch, -1)).view(b, ch, h, w)
     return _gaussian_blur(x, sigma)
 

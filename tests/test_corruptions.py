@@ -485,6 +485,7 @@ def test_glass_shuffle_is_the_original_loop():
         images = rng.integers(0, 256, size=(2, h, w, 3)).astype(np.uint8)
         dy, dx = torch.from_numpy(offsets).unbind(2)
         source = C._glass_source_index(dy, dx, h, w, d).numpy()
+        assert np.array_equal(source, C._glass_source_index(dy.float(), dx.float(), h, w, d).numpy())
         for b, x in enumerate(images):
             expected = x.copy()
             for i in range(iterations):
