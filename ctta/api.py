@@ -254,11 +254,13 @@ class Protocol:
     def __init__(self, study: str = "", where: str = "", **config: Any):
         from .protocol_results import metric_direction
         from .search import method_spaces
+        from .spec import resolve_backbone
 
         self.study = study or self.name
         self.where = where or f"protocol {self.name!r}"
         self.config = build_config(type(self).Config, config, self.where)
         self.spaces = method_spaces(self.config.methods, self.where)
+        resolve_backbone(self.config.backbone, f"{self.where}: backbone")
         for key in ("tune_seeds", "eval_seeds"):
             if not getattr(self.config, key):
                 raise UserError(f"{self.where}: {key}: give at least one seed")

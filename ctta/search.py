@@ -89,7 +89,7 @@ def configurations(
     configurations."""
     keys = list(space)
     grid = [dict(zip(keys, values)) for values in itertools.product(*(space[k] for k in keys))]
-    if search == "grid" or samples <= 0 or samples >= len(grid):
+    if search == "grid" or samples <= 0:
         return grid
     order = np.random.default_rng(seed).permutation(len(grid))
     return [grid[i] for i in order[:samples]]

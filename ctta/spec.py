@@ -17,7 +17,7 @@ from typing import Any
 from ._cache import content_key
 from .config import as_dict, build_config
 from .errors import UserError
-from .registry import BACKBONES, METHODS, SCENARIOS
+from .registry import BACKBONES, DATASETS, METHODS, SCENARIOS
 
 DEFAULT_SEED = 1993  # the field's default (PyCIL, PILOT, Reality Check)
 
@@ -117,8 +117,18 @@ def resolve_cases(obj: Any, default_backbone: Any, where: str) -> list[Case]:
 
 
 def resolve_scenario(obj: Any, where: str) -> dict[str, Any]:
-    """Scenario name plus every option (defaults filled in), validated."""
-    return _resolve_named(obj, SCENARIOS, "Config", where)
+    """Scenario name plus every option (defaults filled in), validated; a `dataset` option must
+    name a registered dataset (its files are not touched)."""
+    scenario = _resolve_named(obj, SCENARIOS, "Config", where)
+    if "dataset" in scenario:
+        from .data import DataSpec
+
+        try:
+            name = DataSpec.parse(scenario["dataset"]).name
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from None
+        _get(DATASETS, name, f"{where}: dataset")
+    return scenario
 
 
 def resolve_method(obj: Any, where: str) -> dict[str, Any]:
