@@ -8,8 +8,7 @@ instead of running again; records are atomic, so any launcher can be killed at a
 - `debug`: one run after another in this process (breakpoints work).
 - `local`: a pool of worker processes (`--jobs`, default: one per GPU, else one per core),
   each with `cores // jobs` torch threads and, on GPU machines, one GPU of its own. Workers
-  die with the launcher (Linux: with their parent, the fork server, which exits with the
-  launcher), so a killed sweep leaves no orphan runs behind.
+  end with the launcher, even when it is killed, so a killed sweep leaves no orphan runs.
 - `slurm`: submitit job arrays, `per_task` runs per array task; a job that is preempted or
   times out is requeued and continues (finished runs are skipped, continual-learning runs
   resume from their last finished task).
@@ -20,7 +19,8 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
-import sys
+import select
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -114,7 +114,7 @@ class LocalLauncher:
             self.jobs,
             mp_context=ctx,
             initializer=_init_worker,
-            initargs=(self.threads, slots, plugin_classes()),
+            initargs=(os.getpid(), self.threads, slots, plugin_classes()),
         )
         futures: dict[Any, Any] = {}
 
@@ -158,25 +158,39 @@ def _worker_context():
     return ctx
 
 
-def _init_worker(threads: int, slots, plugins: dict) -> None:
-    _die_with_parent()
+def _init_worker(launcher: int, threads: int, slots, plugins: dict) -> None:
+    _exit_with(launcher)
     if slots is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(slots.get())
     torch.set_num_threads(threads)
     _register(plugins)
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this worker when the launcher dies, so no run outlives a killed sweep."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
+def _exit_with(pid: int) -> None:
+    """End this worker at once when the launcher process `pid` ends (even by SIGKILL), so that no
+    run outlives a killed sweep. A worker's parent is the fork server, which itself waits for
+    its workers, so the launcher is watched directly: a pidfd where the OS has one, else polling."""
 
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() == 1:  # the launcher died before prctl took effect
-        os._exit(1)
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(pid)
+            select.select([fd], [], [])  # readable once the process has ended
+        except (AttributeError, OSError):
+            while _pid_alive(pid):
+                time.sleep(0.5)
+        os._exit(1)  # records are written atomically: an interrupted run leaves no record
+
+    threading.Thread(target=watch, name="ctta-exit-with-launcher", daemon=True).start()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class RunChunk(submitit.helpers.Checkpointable):
