@@ -12,6 +12,7 @@ and/or `predict(x)`.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -239,6 +240,7 @@ class Protocol:
     """
 
     name: ClassVar[str] = "?"
+    compares_with: str | None = None  # the honest study whose protocol gap this one measures (oracle)
 
     @dataclass
     class Config:
@@ -280,6 +282,7 @@ class Protocol:
                 )
         self.metric, self.higher_is_better = metric_direction(self.config.metric, self.kind, self.where)
         self._configs: dict[str, list[dict]] = {}
+        self._tune: dict[str, list[PlannedRun]] = {}
 
     # -- what a protocol decides -----------------------------------------------------------
     def tune_cases(self) -> list[Case]:
@@ -305,6 +308,12 @@ class Protocol:
         raise NotImplementedError
 
     # -- shared --------------------------------------------------------------------------------
+    def cases_of(self, option: str) -> list[Case]:
+        """The cases that config option `option` names (one scenario or a list; see resolve_cases)."""
+        from .spec import resolve_cases
+
+        return resolve_cases(getattr(self.config, option), self.config.backbone, f"{self.where}: {option}")
+
     def configurations(self, method: str) -> list[dict[str, Any]]:
         """The resolved hyperparameters (method spec) of every configuration searched."""
         from .search import configurations
@@ -318,18 +327,23 @@ class Protocol:
             ]
         return self._configs[method]
 
+    def _tune_runs(self, method: str) -> list[PlannedRun]:
+        if method not in self._tune:  # they do not depend on the records: built once
+            self._tune[method] = [
+                PlannedRun(case.spec(cfg, seed), self.study, "tune", case.label)
+                for cfg in self.configurations(method)
+                for case in self.cases["tune"]
+                for seed in self.tune_seeds
+            ]
+        return self._tune[method]
+
     def plan(self, records: Mapping[str, dict]) -> list[PlannedRun]:
         """The runs that should exist given the finished records (`run_id -> record`)."""
         from .protocol_results import choose, config_scores
 
         runs: list[PlannedRun] = []
         for method in self.spaces:
-            tune = [
-                PlannedRun(case.spec(cfg, seed), self.study, "tune", case.label)
-                for cfg in self.configurations(method)
-                for case in self.cases["tune"]
-                for seed in self.tune_seeds
-            ]
+            tune = self._tune_runs(method)
             runs += tune
             chosen = choose(config_scores(tune, records, self.metric), self.higher_is_better)
             if chosen is not None:
@@ -350,7 +364,7 @@ class PlannedRun:
     phase: str
     case: str
 
-    @property
+    @functools.cached_property
     def run_id(self) -> str:
         return self.spec.run_id
 
@@ -358,7 +372,7 @@ class PlannedRun:
     def method(self) -> str:
         return self.spec.method["name"]
 
-    @property
+    @functools.cached_property
     def config_id(self) -> str:
         return config_id(self.spec.method)
 

@@ -319,7 +319,7 @@ def protocol_tables(root: str | Path) -> dict[str, pd.DataFrame]:
     tables = {
         name: pd.concat(dfs, ignore_index=True) if dfs else pd.DataFrame() for name, dfs in parts.items()
     }
-    oracles = {p.study: p.compares_with for p, _ in studies if getattr(p, "compares_with", None)}
+    oracles = {p.study: p.compares_with for p, _ in studies if p.compares_with}
     summary = tables["protocol_summary"]
     gap = gap_table(summary, oracles) if not summary.empty else pd.DataFrame()
     if not gap.empty:

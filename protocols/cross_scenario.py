@@ -19,7 +19,6 @@ from typing import Any
 
 from ctta import Protocol, UserError, hp, register_protocol
 from ctta.disjointness import compare, scored_data
-from ctta.spec import resolve_cases
 
 
 @register_protocol("cross_scenario")
@@ -33,10 +32,10 @@ class CrossScenario(Protocol):
         disjoint_samples: bool = hp(False, doc="also require that no test sample occurs in validation")
 
     def tune_cases(self):
-        return resolve_cases(self.config.validation, self.config.backbone, f"{self.where}: validation")
+        return self.cases_of("validation")
 
     def eval_cases(self):
-        return resolve_cases(self.config.test, self.config.backbone, f"{self.where}: test")
+        return self.cases_of("test")
 
     def check(self, tune, scored) -> dict:
         seen = {(repr(c.scenario), repr(c.backbone)): c.label for c in self.cases["tune"]}

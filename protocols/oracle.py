@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ctta import Protocol, hp, register_protocol
-from ctta.spec import resolve_cases
 
 
 @register_protocol("oracle")
@@ -33,7 +32,7 @@ class Oracle(Protocol):
         return self.config.of
 
     def tune_cases(self):
-        return resolve_cases(self.config.scenarios, self.config.backbone, f"{self.where}: scenarios")
+        return self.cases_of("scenarios")
 
     def eval_cases(self):
         return self.tune_cases()

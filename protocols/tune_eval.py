@@ -22,7 +22,6 @@ from typing import Any
 
 from ctta import Protocol, UserError, hp, register_protocol
 from ctta.disjointness import compare, scored_data, stream_shape
-from ctta.spec import resolve_cases
 
 
 @register_protocol("tune_eval")
@@ -39,10 +38,10 @@ class TuneEval(Protocol):
         same_shape: bool = hp(True, doc="require the same stream shape (tasks, classes per task, shots)")
 
     def tune_cases(self):
-        return resolve_cases(self.config.tune, self.config.backbone, f"{self.where}: tune")
+        return self.cases_of("tune")
 
     def eval_cases(self):
-        return resolve_cases(self.config.eval, self.config.backbone, f"{self.where}: eval")
+        return self.cases_of("eval")
 
     def check(self, tune, scored) -> dict:
         classes = self.config.disjoint_classes
