@@ -180,7 +180,11 @@ def load_studies(store: Store) -> list[tuple[Protocol, dict | None]]:
     out = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         data = json.loads(path.read_text())
-        protocol = PROTOCOLS.get(data["protocol"])(study=data["study"], where=str(path), **data["config"])
+        try:
+            protocol = PROTOCOLS.get(data["protocol"])(study=data["study"], where=str(path), **data["config"])
+        except UserError as exc:  # e.g. a plugin method that is not installed here
+            log.warning("skipping study %s: %s", data["study"], exc)
+            continue
         out.append((protocol, data.get("check")))
     return out
 
