@@ -74,7 +74,7 @@ def _key(record_bytes) -> str:
 
 
 def test_sigkill_the_launcher_then_launch_again(tmp_path):
-    (tmp_path / "slowplugin.py").write_text(PLUGIN)
+    (tmp_path / "sweepkillplugin.py").write_text(PLUGIN)
     study = {
         "protocol": "tune_eval",
         "tune": cl_half("first_half"),
@@ -95,7 +95,7 @@ def test_sigkill_the_launcher_then_launch_again(tmp_path):
         "CTTA_DEVICE": "cpu",
     }
     code = (
-        f"import slowplugin; from ctta.cli import main; "
+        f"import sweepkillplugin; from ctta.cli import main; "
         f"main(['sweep', 'launch', {path!r}, '--results', {str(res)!r}, '--jobs', '2'])"
     )
 
@@ -126,7 +126,7 @@ def test_sigkill_the_launcher_then_launch_again(tmp_path):
 
     sys.path.insert(0, str(tmp_path))
     try:
-        import slowplugin  # noqa: F401  (registers slow_proto in this process)
+        import sweepkillplugin  # noqa: F401  (registers slow_proto in this process)
 
         os.environ["STARTS"] = str(tmp_path / "ref.log")
         ref = tmp_path / "ref"
