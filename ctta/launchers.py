@@ -102,9 +102,10 @@ class LocalLauncher:
             raise UserError(f"--jobs must be at least 1, got {jobs}")
         self.jobs = jobs or self.gpus or usable_cores()
         self.threads = max(1, usable_cores() // self.jobs)
+        self.context = _worker_context()  # its fork server imports the engine while the sweep is prepared
 
     def run(self, next_runs: NextRuns, finished: Finished, retry: set[str]) -> None:
-        ctx = _worker_context()
+        ctx = self.context
         slots = None
         if self.gpus:
             slots = ctx.Queue()
@@ -155,6 +156,9 @@ def _worker_context():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["ctta.launchers", "ctta.engine"])
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
     return ctx
 
 

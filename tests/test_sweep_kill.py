@@ -91,7 +91,7 @@ def test_sigkill_the_launcher_then_launch_again(tmp_path):
         **os.environ,
         "PYTHONPATH": str(tmp_path),
         "STARTS": str(starts),
-        "DELAY": "0.4",
+        "DELAY": "0.25",
         "CTTA_DEVICE": "cpu",
     }
     code = (
