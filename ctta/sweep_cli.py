@@ -163,6 +163,8 @@ def launch_cmd(sweep_file, results, launcher, jobs, device, retry_failed, **slur
     if report.running_elsewhere:
         click.echo(f"{report.running_elsewhere} runs are running in another process; launch again later")
     if report.waiting:
-        click.echo(f"{report.waiting} eval runs still wait for tuning runs held by other processes")
+        click.echo(
+            f"{report.waiting} eval runs wait for unfinished tune runs (running elsewhere, or not run above)"
+        )
     if report.count("error"):
         sys.exit(1)
