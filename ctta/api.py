@@ -241,6 +241,7 @@ class Protocol:
 
     name: ClassVar[str] = "?"
     compares_with: str | None = None  # the honest study whose protocol gap this one measures (oracle)
+    checks_data: ClassVar[bool] = True  # False: `check` ignores the streams, which are then not built
 
     @dataclass
     class Config:

@@ -134,6 +134,7 @@ class LocalLauncher:
                         future.result()
                         finished(run)
                     except BrokenProcessPool:
+                        finished(run, "worker process died")
                         raise
                     except Exception as exc:  # a UserError or a crash outside the engine's recording
                         finished(run, f"{type(exc).__name__}: {exc}")

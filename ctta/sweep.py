@@ -1,5 +1,6 @@
 """Sweep files: named studies (a protocol with its methods, scenarios, search and seeds).
 
+    description: free text            # optional
     results: runs/my_sweep          # default results store (`--results` overrides)
     defaults:                        # shared by every study (any common protocol option)
       backbone: tiny_vit
@@ -115,7 +116,7 @@ class Sweep:
                 return old["check"]
         streams = {phase: [] for phase in ("tune", "eval")}
         seeds = {"tune": study.tune_seeds, "eval": study.eval_seeds}
-        for phase, cases in study.cases.items():
+        for phase, cases in study.cases.items() if study.checks_data else ():
             for case in cases:
                 size = self._backbone(case.backbone).image_size
                 scenario = create_scenario(**case.scenario)

@@ -22,6 +22,8 @@ from ctta import Protocol, hp, register_protocol
 class Oracle(Protocol):
     """Tune on the scored data itself; measures the protocol gap of an honest study."""
 
+    checks_data = False  # nothing is separated: there is nothing to check
+
     @dataclass
     class Config(Protocol.Config):
         scenarios: Any = hp(None, doc="the scored scenarios (given by 'of' when it is set)")
