@@ -6,6 +6,7 @@ started the test fails with the reason; it is skipped only when CTTA_SKIP_SLURM 
 """
 
 import os
+import shutil
 import subprocess
 import tempfile
 import textwrap
@@ -26,6 +27,7 @@ TOOLS = Path(__file__).resolve().parent.parent / "tools" / "slurm"
 PLUGIN = textwrap.dedent('''
     """simplecil that logs the Slurm job it runs in (a float in its task logs)."""
     import os
+import shutil
 
     from ctta import register_method
     from ctta.methods.simplecil import SimpleCIL
@@ -66,6 +68,7 @@ def slurm_cluster():
             yield lab
     finally:
         subprocess.run(["bash", str(TOOLS / "stop.sh"), lab], check=False)
+        shutil.rmtree(lab, ignore_errors=True)
 
 
 def test_a_sweep_runs_as_slurm_job_arrays(slurm_cluster, tmp_path, monkeypatch):
