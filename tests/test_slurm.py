@@ -27,7 +27,6 @@ TOOLS = Path(__file__).resolve().parent.parent / "tools" / "slurm"
 PLUGIN = textwrap.dedent('''
     """simplecil that logs the Slurm job it runs in (a float in its task logs)."""
     import os
-import shutil
 
     from ctta import register_method
     from ctta.methods.simplecil import SimpleCIL
