@@ -6,10 +6,11 @@ Registered names:
   `pretrained: <tag>` downloads the weights of a tag (needs network; e.g. `openai`,
   `laion2b_s34b_b88k`), `pretrained: <file>` loads a local checkpoint; without it the
   weights are random (what the tests use). OpenAI tags get QuickGELU automatically.
-- `tiny_clip`: the open_clip configuration `ctta-tiny-clip` (32 px ViT, patch 4, width 128,
-  4 layers; text transformer width 128, 4 layers, context 32; 1.7 M parameters besides the
-  6.3 M of the token table), trained contrastively by `ctta pretrain clip` on glyph images
-  with generated captions, then cached: the offline stand-in for a web-pretrained CLIP.
+- `tiny_clip`: the open_clip configuration `ctta-tiny-clip` (32 px ViT, patch 4, width 64,
+  4 layers; text transformer width 64, 3 layers, context 32, embeddings of 64; 0.37 M
+  parameters besides the 3.2 M of the token table), trained contrastively by `ctta pretrain
+  clip` on glyph images with generated captions, then cached: the offline stand-in for a
+  web-pretrained CLIP.
 - `debug_clip`: `ctta-debug-clip`, randomly initialised, 16 px, for fast tests.
 
 Both small configurations are ordinary open_clip model configs (registered with
