@@ -17,6 +17,7 @@ sessions and `perf_drop` is session 0 minus the last session.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -55,6 +56,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 for _preset in ("cifar100", "miniimagenet", "cub200"):
     PRESETS[_preset]["class_order"] = "dataset"
+# Values of the preset-able options without a preset.
+FALLBACK = {
+    "dataset": "digits",
+    "base_classes": 4,
+    "ways": 2,
+    "shots": 5,
+    "sessions": 0,
+    "class_order": "seed",
+}
 
 
 @register_scenario("few_shot_class_incremental")
@@ -76,14 +86,23 @@ class FewShotClassIncremental(Scenario):
     @dataclass
     class Config:
         preset: str | None = hp(None, doc=f"standard split: {', '.join(PRESETS)}; other options override it")
-        dataset: Any = hp("digits", doc="dataset name or mapping {name: ..., options}")
-        base_classes: int = hp(4, doc="classes of the base session (session 0)")
-        ways: int = hp(2, doc="new classes per incremental session")
-        shots: int = hp(5, doc="training images per new class")
-        sessions: int = hp(0, doc="incremental sessions after the base one; 0 = as many as the pool allows")
+        dataset: Any = hp(
+            None, doc="dataset name or mapping {name: ..., options}; default: the preset's, else digits"
+        )
+        base_classes: int | None = hp(
+            None, doc="classes of the base session (session 0); default: preset's, else 4"
+        )
+        ways: int | None = hp(None, doc="new classes per incremental session; default: the preset's, else 2")
+        shots: int | None = hp(None, doc="training images per new class; default: the preset's, else 5")
+        sessions: int | None = hp(
+            None,
+            doc="incremental sessions after the base one (0 = as many as fit); default: preset's, else 0",
+        )
         classes: Any = hp("all", doc="class pool: all, first_half, second_half, 'a:b' or a list of ids")
-        class_order: Literal["seed", "dataset"] = hp(
-            "seed", doc="seed: PyCIL permutation by the run seed (or order_seed); dataset: ids in order"
+        class_order: Literal["seed", "dataset"] | None = hp(
+            None,
+            doc="seed: PyCIL permutation by the run seed (or order_seed); dataset: ids in order; "
+            "default: the preset's, else seed",
         )
         order_seed: int | None = hp(None, doc="class-order seed; default: the run seed")
         base_per_class: int = hp(0, doc="cap on base-session training images per class (0 = all)")
@@ -91,15 +110,16 @@ class FewShotClassIncremental(Scenario):
         index_dir: str | None = hp(None, doc="folder with the standard session_<i>.txt few-shot index files")
 
     def __init__(self, **config: Any):
-        preset = config.get("preset")
-        if preset is not None:
-            if preset not in PRESETS:
-                raise UserError(
-                    f"scenario {self.name!r}: unknown preset {preset!r}; valid choices: {', '.join(PRESETS)}"
-                )
-            config = {**PRESETS[preset], **config}
         super().__init__(**config)
         c = self.config
+        if c.preset is not None and c.preset not in PRESETS:
+            raise UserError(
+                f"scenario {self.name!r}: unknown preset {c.preset!r}; valid choices: {', '.join(PRESETS)}"
+            )
+        # Options left at None take the preset's value. (Presets cannot be expanded before the
+        # Config is built: run specs store every option, so explicit values would hide them.)
+        base = {**FALLBACK, **PRESETS.get(c.preset, {})}
+        self.config = c = dataclasses.replace(c, **{k: base[k] for k in FALLBACK if getattr(c, k) is None})
         if c.base_classes < 1 or c.ways < 1 or c.shots < 1 or c.sessions < 0:
             raise UserError(
                 f"scenario {self.name!r}: base_classes, ways and shots must be >= 1 and sessions >= 0 "

@@ -107,6 +107,20 @@ def test_index_files_match_image_folders_by_file_name(tmp_path):
     assert names == sorted(line.rsplit("/", 1)[-1] for line in lines)
 
 
+def test_presets_survive_run_specs_that_fill_in_every_option():
+    from ctta.spec import RunSpec
+
+    spec = RunSpec.parse(
+        {
+            "scenario": {"name": "few_shot_class_incremental", "preset": "cub200"},
+            "method": "simplecil",
+            "backbone": "debug_clip",
+        }
+    )
+    config = create_scenario(**spec.scenario).config
+    assert (config.base_classes, config.ways, config.sessions, config.class_order) == (100, 10, 10, "dataset")
+
+
 def test_a_run_scores_every_session_over_all_seen_classes():
     spec = {
         "scenario": {"name": "few_shot_class_incremental", "preset": "digits", "base_per_class": 10},
