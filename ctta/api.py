@@ -122,6 +122,9 @@ class Method(nn.Module):
     # True for test-time methods that train their own source model from info.source (ITTA):
     # the engine then skips its standard (cached, cross-entropy) source training.
     trains_source: ClassVar[bool] = False
+    # True when the method is reset at every domain boundary of the stream, as the "single"
+    # setting does for every method (ITTA's reset=per_domain sets it per instance).
+    reset_on_domain_change: bool = False
 
     @dataclass
     class HParams:

@@ -260,7 +260,8 @@ def _run_test_time(spec: RunSpec, backbone, stream: TestStream, method: Method, 
     bar = _bar(progress, stream.num_batches, f"{spec.method['name']} batches")
     for batch, y in stream.batches():
         t = time.perf_counter()
-        if stream.reset_on_domain_change and previous is not None and batch.domain != previous:
+        resets = stream.reset_on_domain_change or method.reset_on_domain_change
+        if resets and previous is not None and batch.domain != previous:
             method.reset()
         if method.features_only:
             key = ("batch", backbone.identity, stream.key, batch.index)

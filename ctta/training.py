@@ -151,35 +151,45 @@ def source_model(
     key = content_key(
         {**key_parts, "recipe": recipe, "seed": seed, "num_classes": num_classes, "version": SOURCE_VERSION}
     )
-    path = cache_dir() / "source_models" / f"{key}.pt"
     backbone.reset_head(num_classes)
-    with _file_lock(path):
-        if path.exists():
-            backbone.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        else:
-            log.info("training source model %s on %s", key, source.describe())
-            torch.manual_seed(seed)
-            backbone.reset_head(num_classes)
-            backbone.train()
-            fit(
-                backbone.parameters(),
-                source,
-                cross_entropy_on(backbone, label_smoothing=0.1),
-                epochs=recipe["epochs"],
-                batch_size=recipe["batch_size"],
-                lr=recipe["lr"],
-                optimizer=recipe["optimizer"],
-                weight_decay=recipe.get("weight_decay", 0.0),
-                seed=seed,
-                device=device,
-            )
-            state = {k: v.detach().cpu() for k, v in backbone.state_dict().items()}
-            atomic_save(path, lambda tmp: torch.save(state, tmp))
+
+    def train() -> None:
+        log.info("training source model %s on %s", key, source.describe())
+        torch.manual_seed(seed)
+        backbone.reset_head(num_classes)
+        backbone.train()
+        fit(
+            backbone.parameters(),
+            source,
+            cross_entropy_on(backbone, label_smoothing=0.1),
+            epochs=recipe["epochs"],
+            batch_size=recipe["batch_size"],
+            lr=recipe["lr"],
+            optimizer=recipe["optimizer"],
+            weight_decay=recipe.get("weight_decay", 0.0),
+            seed=seed,
+            device=device,
+        )
+
+    cached_training(backbone, key, train)
     backbone.to(device)
     backbone.head_is_trained = True
     backbone.identity = content_key([backbone.identity, key])
     backbone.eval()
     return backbone
+
+
+def cached_training(module: nn.Module, key: str, train: Callable[[], None]) -> None:
+    """Load `module`'s state from the cache entry `key`, or run `train()` (which trains
+    `module` in place) and store the result; parallel workers train it once."""
+    path = cache_dir() / "source_models" / f"{key}.pt"
+    with _file_lock(path):
+        if path.exists():
+            module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            return
+        train()
+        state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+        atomic_save(path, lambda tmp: torch.save(state, tmp))
 
 
 @contextlib.contextmanager
