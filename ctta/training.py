@@ -183,7 +183,7 @@ def cached_training(module: nn.Module, key: str, train: Callable[[], None]) -> N
     """Load `module`'s state from the cache entry `key`, or run `train()` (which trains
     `module` in place) and store the result; parallel workers train it once."""
     path = cache_dir() / "source_models" / f"{key}.pt"
-    with _file_lock(path):
+    with file_lock(path):
         if path.exists():
             module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             return
@@ -193,7 +193,7 @@ def cached_training(module: nn.Module, key: str, train: Callable[[], None]) -> N
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path):
+def file_lock(path: Path):
     """Exclusive lock on `path`.lock so that parallel workers build a cached artefact once."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
