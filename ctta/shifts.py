@@ -29,7 +29,9 @@ from typing import Literal
 
 import numpy as np
 
+from .api import StreamInfo
 from .config import hp
+from .data import ImageData
 from .errors import UserError
 
 ORDERS = ("iid", "class_sorted", "dirichlet")
@@ -124,6 +126,22 @@ def source_recipe(options: StreamOptions) -> dict:
         "optimizer": "adamw",
         "weight_decay": 0.05,
     }
+
+
+def test_time_info(
+    options: StreamOptions, source: ImageData, *, image_size: int, seed: int, device, **extra
+) -> StreamInfo:
+    """StreamInfo of a test-time stream whose source model trains on `source` (labelled)."""
+    return StreamInfo(
+        kind="test_time",
+        num_classes=source.num_classes,
+        class_names=source.class_names,
+        image_size=image_size,
+        seed=seed,
+        device=device,
+        source=source,
+        extra={**extra, "order": options.order, "source_recipe": source_recipe(options)},
+    )
 
 
 def batches_of(order: np.ndarray, batch_size: int) -> list[np.ndarray]:

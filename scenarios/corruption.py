@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ctta import Scenario, StreamInfo, TestBatch, TestStream, hp, register_scenario
+from ctta import Scenario, TestBatch, TestStream, hp, register_scenario
 from ctta.corruptions import ALL_CORRUPTIONS, CORRUPTIONS, corrupt
 from ctta.data import ImageData, load_dataset
 from ctta.errors import UserError
@@ -38,8 +38,8 @@ from ctta.shifts import (
     StreamOptions,
     batches_of,
     check_stream_options,
-    source_recipe,
     stream_order,
+    test_time_info,
     zipf_subsample,
 )
 
@@ -106,21 +106,15 @@ class Corruption(Scenario):
             sample_pool(load_dataset(c.dataset, "test", image_size), c.samples), c.test_per_class, seed
         )
         test = test.subset(zipf_subsample(test.targets, c.zipf, seed=derive_seed(seed, 7)))
-        info = StreamInfo(
-            kind=self.kind,
-            num_classes=source.num_classes,
-            class_names=source.class_names,
+        info = test_time_info(
+            c,
+            source,
             image_size=image_size,
             seed=seed,
             device=device,
-            source=source,
-            extra={
-                "corruptions": list(c.corruptions),
-                "severity": c.severity,
-                "setting": c.setting,
-                "order": c.order,
-                "source_recipe": source_recipe(c),
-            },
+            corruptions=list(c.corruptions),
+            severity=c.severity,
+            setting=c.setting,
         )
         segments = self.segments(test.targets, seed)
         return TestStream(

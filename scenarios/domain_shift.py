@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ctta import Scenario, StreamInfo, TestBatch, TestStream, hp, register_scenario
+from ctta import Scenario, TestBatch, TestStream, hp, register_scenario
 from ctta.config import as_dict
 from ctta.data import ImageData, load_dataset
 from ctta.errors import UserError
@@ -40,8 +40,8 @@ from ctta.shifts import (
     StreamOptions,
     batches_of,
     check_stream_options,
-    source_recipe,
     stream_order,
+    test_time_info,
     zipf_subsample,
 )
 
@@ -144,22 +144,16 @@ class DomainShift(Scenario):
             part = per_class(_domains(stream_split, names, [dom]), c.test_per_class, seed)
             parts.append(part.subset(zipf_subsample(part.targets, c.zipf, seed=derive_seed(seed, 7, i))))
         test = parts[0].union(*parts[1:])
-        info = StreamInfo(
-            kind=self.kind,
-            num_classes=source.num_classes,
-            class_names=source.class_names,
+        info = test_time_info(
+            c,
+            source,
             image_size=image_size,
             seed=seed,
             device=device,
-            source=source,
-            extra={
-                "source_domains": trained,
-                "streamed_domains": streamed,
-                "selection": c.selection,
-                "setting": c.setting,
-                "order": c.order,
-                "source_recipe": source_recipe(c),
-            },
+            source_domains=trained,
+            streamed_domains=streamed,
+            selection=c.selection,
+            setting=c.setting,
         )
         orders = [
             stream_order(p.targets, c.order, seed=derive_seed(seed, i), delta=c.delta)
