@@ -53,7 +53,16 @@ class DomainShift(Scenario):
     """Train on source domains, stream unseen target domains (DomainBed splits and model selection)."""
 
     kind = "test_time"
-    debug = None  # set once an embedded dataset with domains (glyphs) is registered
+    debug = {
+        "dataset": {
+            "name": "glyphs",
+            "chars": "abcdefgh",
+            "domains": ["sans", "serif", "mono"],
+            "per_class": 4,
+        },
+        "batch_size": 8,
+        "source_epochs": 1,
+    }
     # a narrow small_cnn on 16 px keeps the BatchNorm methods' debug runs to about a second
     debug_backbones = ("debug_vit", {"name": "small_cnn", "width": 8, "image_size": 16})
 
