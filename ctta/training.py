@@ -28,10 +28,27 @@ class NonFiniteLoss(FloatingPointError):
     """Training diverged; the engine records the run as failed with this reason."""
 
 
+def trainable_groups(params: Iterable[nn.Parameter | dict]) -> list[dict]:
+    """Parameters (or optimiser parameter groups `{"params": [...], "lr": ...}`) as parameter
+    groups holding only parameters with requires_grad; empty groups are dropped."""
+    params = list(params)
+    groups = [g for g in params if isinstance(g, dict)]
+    loose = [p for p in params if not isinstance(p, dict)]
+    if loose:
+        groups.insert(0, {"params": loose})
+    groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
+    return [g for g in groups if g["params"]]
+
+
 def make_optimizer(
-    params: Iterable[nn.Parameter], name: str, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
+    params: Iterable[nn.Parameter | dict],
+    name: str,
+    lr: float,
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
 ) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
+    """An optimiser over the trainable parameters (or parameter groups, which may set their own lr)."""
+    params = trainable_groups(params)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adamw":
@@ -42,7 +59,7 @@ def make_optimizer(
 
 
 def fit(
-    params: Iterable[nn.Parameter],
+    params: Iterable[nn.Parameter | dict],
     data: ImageData,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     *,
@@ -59,10 +76,11 @@ def fit(
 ) -> dict[str, float]:
     """Minimise `loss_fn(x, y)` over `epochs` passes of `data`; returns {'loss': last-epoch mean, 'steps': n}.
 
+    `params` may be optimiser parameter groups (e.g. a head at a tenth of the step size).
     `after_step` runs after each optimiser step (e.g. to re-apply a parameter mask or merge
     adapters). Raises NonFiniteLoss when the loss becomes NaN or infinite.
     """
-    params = [p for p in params if p.requires_grad]
+    params = trainable_groups(params)
     if not params:
         return {"loss": float("nan"), "steps": 0}
     opt = make_optimizer(params, optimizer, lr, weight_decay)
@@ -112,9 +130,17 @@ def cross_entropy_on(
 
 
 def extract_features(
-    backbone, data: ImageData, *, batch_size: int = 256, device: torch.device | str = "cpu"
+    backbone,
+    data: ImageData,
+    *,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    cache: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features [N, D], labels [N]) of a frozen backbone, in data order; cached during sweeps."""
+    """(features [N, D], labels [N]) of a frozen backbone, in data order; cached during sweeps.
+
+    `cache=False` for a backbone that a method has changed (e.g. with adapters): the cache key
+    knows only the backbone's spec, not what a method did to it."""
 
     @torch.no_grad()
     def compute():
@@ -127,6 +153,8 @@ def extract_features(
         backbone.train(was_training)
         return torch.cat(feats), torch.cat(labels)
 
+    if not cache:
+        return compute()
     feats, labels = cached(("features", backbone.identity, data.identity()), compute)
     return feats.to(device), labels.to(device)
 
