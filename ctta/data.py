@@ -406,6 +406,56 @@ def digits(*, split: str, image_size: int) -> ImageData:
     )
 
 
+@register_dataset("glyphs")
+def glyphs(
+    *,
+    split: str,
+    image_size: int,
+    chars: str | list = "benchmark",
+    domains: str | list = "benchmark",
+    per_class: int = 40,
+    test_per_class: int = 20,
+    seed: int = 0,
+) -> ImageData:
+    """Procedural glyphs rendered from matplotlib's fonts (ctta.glyphs): classes are characters,
+    domains are font families/styles with their colours and textures.
+
+    `chars`: 'benchmark' (the benchmark character set), 'pretrain' (the disjoint set the
+    offline backbones are pretrained on), or a string/list of characters. `domains`:
+    'benchmark', 'pretrain', 'all' or a list of domain names. `per_class` / `test_per_class`
+    images per class and domain; train and test are rendered from different seeds. Class
+    names are the Unicode character names ("latin capital letter a")."""
+    from . import glyphs as g
+
+    char_sets = {"benchmark": g.BENCHMARK_CHARS, "pretrain": g.PRETRAIN_CHARS}
+    domain_sets = {
+        "benchmark": g.BENCHMARK_DOMAINS,
+        "pretrain": g.PRETRAIN_DOMAINS,
+        "all": g.BENCHMARK_DOMAINS + g.PRETRAIN_DOMAINS,
+    }
+    char_list = tuple(char_sets.get(chars, chars)) if isinstance(chars, str) else tuple(chars)
+    domain_list = (
+        tuple(domain_sets[domains]) if isinstance(domains, str) and domains in domain_sets else domains
+    )
+    domain_list = (domain_list,) if isinstance(domain_list, str) else tuple(domain_list)
+    unknown = [d for d in domain_list if d not in g.DOMAINS]
+    if unknown:
+        raise UserError(
+            f"glyphs: unknown domain {unknown[0]!r}; valid choices: {', '.join(domain_sets)}, "
+            f"{', '.join(g.DOMAINS)}"
+        )
+    n = per_class if split == "train" else test_per_class
+    gs = g.load_glyphs(char_list, domain_list, n, size=image_size, seed=2 * seed + (split == "test"))
+    return ImageData.from_arrays(
+        gs.images,
+        gs.labels,
+        [g.char_name(c) for c in gs.chars],
+        name="glyphs",
+        domains=gs.domains,
+        domain_names=gs.domain_names,
+    )
+
+
 # --------------------------------------------------------------------------- real datasets
 def _torchvision(cls_name: str, name: str, *, split: str, image_size: int, root, download: bool) -> ImageData:
     import torchvision

@@ -181,7 +181,7 @@ def source_model(
     )
     path = cache_dir() / "source_models" / f"{key}.pt"
     backbone.reset_head(num_classes)
-    with _file_lock(path):
+    with file_lock(path):
         if path.exists():
             backbone.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         else:
@@ -211,7 +211,7 @@ def source_model(
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path):
+def file_lock(path: Path):
     """Exclusive lock on `path`.lock so that parallel workers build a cached artefact once."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
