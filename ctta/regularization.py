@@ -187,7 +187,8 @@ class RegularizedFinetuning(Method):
         h = self.hparams
         named = named_matching(timm_named_parameters(backbone), h.params)
         if not named:
-            example = next(iter(timm_named_parameters(backbone)))[0]
+            names = [n for n, _ in timm_named_parameters(backbone)]
+            example = next((n for n in names if n.startswith("blocks.")), names[0])
             raise UserError(
                 f"method {self.name!r}: params {list(h.params)} match no parameter of backbone "
                 f"{backbone.name!r} (names look like {example!r})"
