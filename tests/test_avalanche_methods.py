@@ -6,12 +6,12 @@ import sys
 
 import pytest
 import torch
-from helpers import CL_DEBUG
 
 from ctta import UserError, create_method, list_methods
 from ctta.engine import execute, prepare
 from ctta.spec import RunSpec
 from ctta.testing import check_method
+from helpers import CL_DEBUG
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,10 @@
 """HFT: half of every block frozen per task, frozen values bit-identical through training."""
 
 import torch
-from helpers import CL_DEBUG
 
 from ctta.engine import prepare
 from ctta.spec import RunSpec
-
+from helpers import CL_DEBUG
 
 PREFIX = {
     "q": "attn.qkv.q_",

@@ -5,12 +5,12 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import CL_DEBUG
 
 from ctta.adapters import set_route
 from ctta.class_stats import GaussianClassStats
 from ctta.engine import prepare
 from ctta.spec import RunSpec
+from helpers import CL_DEBUG
 
 FAST = {"epochs": 2, "ca_epochs": 3, "ca_samples": 16, "batch_size": 16}
 

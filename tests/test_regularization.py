@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from helpers import CL_DEBUG
 from torch import nn
 
 from ctta import UserError, create_method
@@ -11,6 +10,7 @@ from ctta.data import ImageData
 from ctta.engine import prepare
 from ctta.regularization import ParameterRegularizer, fisher_diagonal
 from ctta.spec import RunSpec
+from helpers import CL_DEBUG
 
 
 def _tiny_problem(n=10, seed=0):
