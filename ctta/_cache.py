@@ -10,11 +10,15 @@ from typing import Any
 
 
 def cache_dir() -> Path:
-    """`$CTTA_CACHE`, else `$XDG_CACHE_HOME/ctta`, else `~/.cache/ctta`."""
-    if os.environ.get("CTTA_CACHE"):
-        return Path(os.environ["CTTA_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ctta"
+    """`$CTTA_CACHE` if set and non-empty, else `$XDG_CACHE_HOME/ctta`, else `~/.cache/ctta`.
+
+    One resolver for every cache, so a single variable moves them all (e.g. to a cluster's
+    scratch disk). Not created here; callers make the sub-folder they use."""
+    env = os.environ.get("CTTA_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "ctta"
 
 
 def content_key(obj: Any, length: int = 16) -> str:

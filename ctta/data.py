@@ -413,8 +413,8 @@ def glyphs(
     image_size: int,
     chars: str | list = "benchmark",
     domains: str | list = "benchmark",
-    per_class: int = 40,
-    test_per_class: int = 20,
+    per_class: int = 20,
+    test_per_class: int = 10,
     seed: int = 0,
 ) -> ImageData:
     """Procedural glyphs rendered from matplotlib's fonts (ctta.glyphs): classes are characters,

@@ -135,7 +135,7 @@ def _transfer_check(backbone) -> dict:
     from .heads import PrototypeHead
     from .training import extract_features
 
-    spec = {"name": "glyphs", "per_class": 10, "test_per_class": 10}
+    spec = {"name": "glyphs", "per_class": 5, "test_per_class": 5}
     train = load_dataset(spec, "train", TINY_VIT["img_size"])
     test = load_dataset(spec, "test", TINY_VIT["img_size"])
     seed_everything(0)
