@@ -11,15 +11,21 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._cache import atomic_save, cache_dir, content_key
+from .config import hp
 from .data import ImageData, iterate
 from .features import cached
+
+if TYPE_CHECKING:
+    from .api import Method, Task
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +114,45 @@ def fit(
                 progress(1)
         last = running / max(count, 1)
     return {"loss": last, "steps": step}
+
+
+@dataclass
+class Recipe:
+    """The supervised recipe that training methods share: derive a method's HParams from it
+    (`class HParams(Recipe)`, redeclaring a field to change its default) and train with
+    `fit_task`."""
+
+    lr: float = hp(0.01, space=(0.003, 0.01, 0.03), doc="step size")
+    epochs: int = hp(3, doc="passes over each task's data")
+    batch_size: int = hp(64, doc="mini-batch size")
+    optimizer: str = hp("sgd", doc="sgd (momentum 0.9), adam or adamw")
+    weight_decay: float = hp(0.0, doc="weight decay")
+
+
+def fit_task(
+    method: Method,
+    params: Iterable[nn.Parameter | dict],
+    task: Task,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    data: ImageData | None = None,
+    **options,
+) -> dict[str, float]:
+    """`fit` on a task's training data (or `data`) with the method's `Recipe` hyperparameters,
+    seeded by the run seed and the task index."""
+    h = method.hparams
+    return fit(
+        params,
+        task.train if data is None else data,
+        loss_fn,
+        epochs=h.epochs,
+        batch_size=h.batch_size,
+        lr=h.lr,
+        optimizer=h.optimizer,
+        weight_decay=h.weight_decay,
+        seed=method.info.seed + task.index,
+        device=method.device,
+        **options,
+    )
 
 
 def cross_entropy_on(

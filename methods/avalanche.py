@@ -38,7 +38,7 @@ MANAGED = {
 # backbone. EWC's lambda multiplies sum F (theta - theta*)^2 without the 1/2 of ctta's `ewc`
 # (ctta lam = 2 ewc_lambda).
 DEFAULTS: dict[tuple[str, str], tuple[Any, tuple]] = {
-    ("EWC", "ewc_lambda"): (5000.0, (50.0, 500.0, 5000.0, 50000.0)),
+    ("EWC", "ewc_lambda"): (500.0, (50.0, 150.0, 500.0, 1500.0)),
     ("SynapticIntelligence", "si_lambda"): (1.0, (0.1, 1.0, 10.0)),
     ("LwF", "alpha"): (1.0, (0.5, 1.0, 2.0)),
     ("LwF", "temperature"): (2.0, (1.0, 2.0)),

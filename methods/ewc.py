@@ -35,7 +35,7 @@ class EWC(RegularizedFinetuning):
     @dataclass
     class HParams(RegularizedFinetuning.HParams):
         lam: float = hp(
-            1e4, space=(1e2, 1e3, 1e4, 1e5), doc="lambda: penalty lam/2 * sum F (theta - anchor)^2"
+            1e3, space=(1e2, 3e2, 1e3, 3e3), doc="lambda: penalty lam/2 * sum F (theta - anchor)^2"
         )
         estimator: Literal["batch", "sample"] = hp(
             "batch", doc="Fisher from squared mini-batch gradients (paper) or per-sample gradients"

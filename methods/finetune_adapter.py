@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ctta import Method, Task, hp, register_method
 from ctta.adapters import adapter_parameters, add_adapter, insert_adapters, set_route
 from ctta.params import freeze
-from ctta.training import cross_entropy_on, fit
+from ctta.training import Recipe, cross_entropy_on, fit_task
 
 
 @register_method("finetune_adapter")
@@ -25,11 +25,10 @@ class FinetuneAdapter(Method):
     requires = frozenset({"vit"})
 
     @dataclass
-    class HParams:
-        lr: float = hp(0.03, space=(0.01, 0.03, 0.05), doc="SGD step size")
+    class HParams(Recipe):
+        lr: float = hp(0.03, space=(0.01, 0.03, 0.05), doc="step size")
         epochs: int = hp(10, space=(5, 10, 20), doc="passes over each task's data")
         batch_size: int = hp(48, doc="mini-batch size")
-        optimizer: str = hp("sgd", doc="sgd (momentum 0.9), adam or adamw")
         weight_decay: float = hp(5e-4, doc="weight decay")
         rank: int = hp(16, doc="adapter bottleneck width r")
         adapter_dropout: float = hp(0.1, doc="dropout inside the adapters")
@@ -47,20 +46,9 @@ class FinetuneAdapter(Method):
         backbone.reset_head(info.num_classes)
 
     def learn(self, task: Task) -> dict[str, float]:
-        h = self.hparams
         self.model.train()
-        return fit(
-            adapter_parameters(self.blocks, 0) + list(self.model.head.parameters()),
-            task.train,
-            cross_entropy_on(self.model, classes=list(task.seen_classes)),
-            epochs=h.epochs,
-            batch_size=h.batch_size,
-            lr=h.lr,
-            optimizer=h.optimizer,
-            weight_decay=h.weight_decay,
-            seed=self.info.seed + task.index,
-            device=self.device,
-        )
+        params = adapter_parameters(self.blocks, 0) + list(self.model.head.parameters())
+        return fit_task(self, params, task, cross_entropy_on(self.model, classes=list(task.seen_classes)))
 
     def predict(self, x):
         self.model.eval()

@@ -32,7 +32,7 @@ from torch import nn
 
 from ctta import Method, Task, hp, register_method
 from ctta.seeding import derive_seed
-from ctta.training import cross_entropy_on, fit
+from ctta.training import Recipe, cross_entropy_on, fit_task
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +83,7 @@ class HFT(Method):
     requires = frozenset({"vit"})
 
     @dataclass
-    class HParams:
-        lr: float = hp(0.01, space=(0.003, 0.01, 0.03), doc="SGD step size")
-        epochs: int = hp(3, doc="passes over each task's data")
-        batch_size: int = hp(64, doc="mini-batch size")
-        optimizer: str = hp("sgd", doc="sgd (momentum 0.9), adam or adamw")
-        weight_decay: float = hp(0.0, doc="weight decay")
+    class HParams(Recipe):
         embeddings: Literal["draw", "train", "freeze"] = hp(
             "draw", doc="patch/class/position embeddings: frozen with probability 1/2, never, or always"
         )
@@ -141,21 +136,10 @@ class HFT(Method):
         return record
 
     def learn(self, task: Task) -> dict[str, float]:
-        h = self.hparams
         record = self.draw(task.index)
         self.model.train()
-        out = fit(
-            self.model.parameters(),
-            task.train,
-            cross_entropy_on(self.model, classes=list(task.seen_classes)),
-            epochs=h.epochs,
-            batch_size=h.batch_size,
-            lr=h.lr,
-            optimizer=h.optimizer,
-            weight_decay=h.weight_decay,
-            seed=self.info.seed + task.index,
-            device=self.device,
-        )
+        loss = cross_entropy_on(self.model, classes=list(task.seen_classes))
+        out = fit_task(self, self.model.parameters(), task, loss)
         blocks = self.model.model.blocks
         frozen = sum(p.numel() for b in blocks for p in b.parameters() if not p.requires_grad)
         out["frozen_block_fraction"] = frozen / sum(p.numel() for b in blocks for p in b.parameters())

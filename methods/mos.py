@@ -51,7 +51,7 @@ from ctta.class_stats import GaussianClassStats, align_classifier
 from ctta.heads import PrototypeHead
 from ctta.params import freeze
 from ctta.seeding import derive_seed
-from ctta.training import extract_features, fit
+from ctta.training import Recipe, extract_features, fit_task
 
 MOS_STREAM = 0x4D4F53  # separates MOS's Gaussian sampling from other uses of the run seed
 
@@ -70,12 +70,12 @@ class MOS(Method):
     requires = frozenset({"vit"})
 
     @dataclass
-    class HParams:
-        lr: float = hp(0.03, space=(0.01, 0.03, 0.05), doc="SGD step size of the adapters")
-        head_lr_scale: float = hp(0.1, doc="the head trains at lr * head_lr_scale")
+    class HParams(Recipe):
+        lr: float = hp(0.03, space=(0.01, 0.03, 0.05), doc="step size of the adapters")
         epochs: int = hp(10, space=(5, 10, 20), doc="passes over each task's data")
         batch_size: int = hp(48, doc="mini-batch size")
         weight_decay: float = hp(5e-4, doc="weight decay (adapters and head)")
+        head_lr_scale: float = hp(0.1, doc="the head trains at lr * head_lr_scale")
         rank: int = hp(16, doc="adapter bottleneck width r")
         adapter_dropout: float = hp(0.1, doc="dropout inside the adapters")
         adapter_scale: float = hp(0.1, doc="adapter output scale")
@@ -131,18 +131,8 @@ class MOS(Method):
             return ce + h.reg * contrastive_loss(feats, old_means, h.temperature)
 
         self.model.train()
-        out = fit(
-            [{"params": current}, {"params": self.model.head.parameters(), "lr": h.lr * h.head_lr_scale}],
-            task.train,
-            loss,
-            epochs=h.epochs,
-            batch_size=h.batch_size,
-            lr=h.lr,
-            weight_decay=h.weight_decay,
-            seed=self.info.seed + t,
-            device=self.device,
-            after_step=after_step,
-        )
+        groups = [{"params": current}, {"params": self.model.head.parameters(), "lr": h.lr * h.head_lr_scale}]
+        out = fit_task(self, groups, task, loss, after_step=after_step)
         self.class_task[new] = t
         feats, labels = extract_features(self.model, task.train, device=self.device, cache=False)
         self.stats.update(feats, labels)

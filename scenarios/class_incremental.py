@@ -36,6 +36,11 @@ PRESETS: dict[str, tuple[str, int, int]] = {
     "cub200_b0inc10": ("cub200", 0, 10),
     "cub200_b0inc20": ("cub200", 0, 20),
     "cub200_b100inc10": ("cub200", 100, 10),
+    # embedded stand-ins: 100 glyph classes (CIFAR-100-like splits), 10 digits
+    "glyphs_b0inc5": ("glyphs", 0, 5),
+    "glyphs_b0inc10": ("glyphs", 0, 10),
+    "glyphs_b0inc20": ("glyphs", 0, 20),
+    "glyphs_b50inc10": ("glyphs", 50, 10),
     "digits_b0inc2": ("digits", 0, 2),
 }
 DEFAULT_SPLIT = ("digits", 0, 2)  # dataset, initial, increment without a preset

@@ -34,7 +34,7 @@ def test_hyperparameters_come_from_the_strategy_signature():
     assert "avalanche:*" in list_methods()
     ewc = create_method("avalanche:EWC", ewc_lambda=3.0, mode="online", decay_factor=0.5)
     assert (ewc.hparams.ewc_lambda, ewc.hparams.mode, ewc.hparams.decay_factor) == (3.0, "online", 0.5)
-    assert type(ewc).search_space()["ewc_lambda"] == (50.0, 500.0, 5000.0, 50000.0)
+    assert type(ewc).search_space()["ewc_lambda"] == (50.0, 150.0, 500.0, 1500.0)
     with pytest.raises(UserError, match="unknown option 'lamda'.*ewc_lambda"):
         create_method("avalanche:EWC", lamda=1.0)
     with pytest.raises(UserError, match="unknown Avalanche strategy 'Ewc'; valid choices: .*EWC"):
