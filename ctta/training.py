@@ -77,14 +77,16 @@ def fit(
     seed: int = 0,
     device: torch.device | str = "cpu",
     schedule: str = "cosine",
+    before_step: Callable[[], None] | None = None,
     after_step: Callable[[], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
     """Minimise `loss_fn(x, y)` over `epochs` passes of `data`; returns {'loss': last-epoch mean, 'steps': n}.
 
     `params` may be optimiser parameter groups (e.g. a head at a tenth of the step size).
-    `after_step` runs after each optimiser step (e.g. to re-apply a parameter mask or merge
-    adapters). Raises NonFiniteLoss when the loss becomes NaN or infinite.
+    `before_step` runs between the backward pass and the optimiser step (gradients in
+    `.grad`, e.g. to accumulate a Fisher estimate); `after_step` after each optimiser step
+    (e.g. to merge adapters). Raises NonFiniteLoss when the loss becomes NaN or infinite.
     """
     params = trainable_groups(params)
     if not params:
@@ -102,6 +104,8 @@ def fit(
                 raise NonFiniteLoss(f"loss became {loss.item()} at step {step}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if before_step is not None:
+                before_step()
             opt.step()
             if sched is not None:
                 sched.step()

@@ -11,7 +11,10 @@ over the filtered parameters (default `blocks.*.attn.*`). F_task is the diagonal
 Fisher of the task's training data at the end of the task, with the true labels, in eval
 mode: `estimator: batch` averages squared mini-batch gradients (Smith et al.'s and
 Avalanche's estimator), `estimator: sample` squared per-sample gradients (the textbook
-empirical Fisher, about batch_size times larger: rescale lam). decay = 1 sums the Fishers
+empirical Fisher, about batch_size times larger: rescale lam), `estimator: train` the
+squared mini-batch gradients of the last training epoch (EWC++-style, Chaudhry et al. 2018:
+no extra pass over the data, one forward/backward pass per task less; the weights move
+during that epoch, so it is not the end-of-task Fisher). decay = 1 sums the Fishers
 of all tasks with one anchor, the weights after the previous task (`anchor: previous`) —
 online EWC (Schwarz et al. 2018) with decay < 1. Kirkpatrick et al. keep one penalty per
 task; with one anchor, memory stays at two copies of the filtered parameters however many
@@ -21,11 +24,12 @@ al.; Avalanche's EWC omits it, so its `ewc_lambda` equals our lam / 2.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 from ctta import Task, hp, register_method
-from ctta.regularization import ParameterRegularizer, RegularizedFinetuning, fisher_diagonal
+from ctta.regularization import ParameterRegularizer, RegularizedFinetuning, TrainingFisher, fisher_diagonal
 
 
 @register_method("ewc")
@@ -37,8 +41,10 @@ class EWC(RegularizedFinetuning):
         lam: float = hp(
             1e3, space=(1e2, 3e2, 1e3, 3e3), doc="lambda: penalty lam/2 * sum F (theta - anchor)^2"
         )
-        estimator: Literal["batch", "sample"] = hp(
-            "batch", doc="Fisher from squared mini-batch gradients (paper) or per-sample gradients"
+        estimator: Literal["batch", "sample", "train"] = hp(
+            "batch",
+            doc="Fisher: squared mini-batch gradients (paper), per-sample ones, or mini-batch ones"
+            " of the last training epoch (no extra pass)",
         )
         decay: float = hp(1.0, doc="F <- decay * F + F_task after each task (1 = sum over tasks)")
         fisher_batch_size: int = hp(
@@ -49,17 +55,34 @@ class EWC(RegularizedFinetuning):
         h = self.hparams
         return ParameterRegularizer(named, lam=h.lam, anchor=h.anchor, fisher=True, decay=h.decay)
 
+    def before_step(self, task: Task):
+        if self.hparams.estimator != "train":
+            return super().before_step(task)
+        h, reg = self.hparams, self.regularizer
+        collector = self._collector = TrainingFisher(
+            reg.params, (h.epochs - 1) * math.ceil(len(task.train) / h.batch_size)
+        )
+
+        def hook():
+            collector()  # the task loss's gradients, before the penalty's are added
+            reg.add_penalty_gradient()
+
+        return hook
+
     def end_task(self, task: Task) -> dict[str, float]:
         reg = self.regularizer
-        fisher = fisher_diagonal(
-            self.model,
-            reg.params,
-            task.train,
-            classes=list(task.seen_classes),
-            estimator=self.hparams.estimator,
-            batch_size=self.hparams.fisher_batch_size,
-            device=self.device,
-        )
+        if self.hparams.estimator == "train":
+            fisher, self._collector = self._collector.fisher(), None
+        else:
+            fisher = fisher_diagonal(
+                self.model,
+                reg.params,
+                task.train,
+                classes=list(task.seen_classes),
+                estimator=self.hparams.estimator,
+                batch_size=self.hparams.fisher_batch_size,
+                device=self.device,
+            )
         reg.add_importance(fisher)
         total = sum(float(w.sum()) for w in reg.importance)
         return {"fisher_mean": total / sum(w.numel() for w in reg.importance)}

@@ -8,7 +8,7 @@ from torch import nn
 from ctta import UserError, create_method
 from ctta.data import ImageData
 from ctta.engine import prepare
-from ctta.regularization import ParameterRegularizer, fisher_diagonal
+from ctta.regularization import ParameterRegularizer, TrainingFisher, fisher_diagonal
 from ctta.spec import RunSpec
 from helpers import CL_DEBUG
 
@@ -129,3 +129,49 @@ def test_ctta_fisher_equals_avalanche_importance():
     theirs = EWCPlugin(1.0).compute_importances(backbone, nn.CrossEntropyLoss(), opt, dataset, "cpu", 16)
     for (name, imp), mine in zip(theirs.items(), ours):
         torch.testing.assert_close(mine, imp.data, rtol=1e-4, atol=1e-10, msg=name)
+
+
+def test_penalty_gradient_added_in_place_equals_autograd():
+    torch.manual_seed(0)
+    ws = [nn.Parameter(torch.randn(3, 2)), nn.Parameter(torch.randn(4))]
+    for fisher in (False, True):
+        reg = ParameterRegularizer(list(zip("ab", ws)), lam=3.0, anchor="previous", fisher=fisher)
+        if fisher:
+            reg.add_importance([torch.rand(3, 2), torch.rand(4)])
+        with torch.no_grad():
+            for w in ws:
+                w.add_(torch.randn_like(w))
+        want = torch.autograd.grad(reg.penalty(), ws)
+        for w in ws:
+            w.grad = torch.ones_like(w)
+        reg.add_penalty_gradient()
+        for w, g in zip(ws, want):
+            torch.testing.assert_close(w.grad, g + 1.0)
+
+
+def test_training_fisher_averages_squared_gradients_of_the_last_epoch():
+    w = nn.Parameter(torch.zeros(2))
+    hook = TrainingFisher([w], first_step=1)  # the first step belongs to an earlier epoch
+    grads = [torch.tensor([9.0, 9.0]), torch.tensor([0.2, -0.4]), torch.tensor([-0.6, 0.2])]
+    for g in grads:
+        w.grad = g.clone()
+        hook()
+    torch.testing.assert_close(hook.fisher()[0], (grads[1] ** 2 + grads[2] ** 2) / 2)
+
+
+def test_training_fisher_equals_the_batch_pass_when_the_weights_stand_still():
+    backbone, stream, ewc = _setup("ewc", estimator="train", lr=0.0, epochs=2, batch_size=256)
+    task = stream.tasks[0]
+    ewc.learn(task)
+    reg = ewc.regularizer
+    want = fisher_diagonal(
+        backbone,
+        reg.params,
+        task.train,
+        classes=list(task.seen_classes),
+        estimator="batch",
+        batch_size=256,
+        device="cpu",
+    )
+    for got, expected in zip(reg.importance, want):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-9)
