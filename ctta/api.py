@@ -63,6 +63,8 @@ class Task:
 class TestBatch:
     """A batch of a test-time stream: inputs only. `index` and `domain` are for reporting."""
 
+    __test__ = False  # not a pytest test class
+
     x: torch.Tensor
     index: int
     domain: str
@@ -87,6 +89,8 @@ class ContinualStream:
 @dataclass
 class TestStream:
     """A test-time stream. `batches()` yields (TestBatch, labels); only the engine calls it."""
+
+    __test__ = False
 
     info: StreamInfo
     num_batches: int
