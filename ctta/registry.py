@@ -9,7 +9,7 @@ point at a module whose import registers the name, or at the class itself. Every
 loaded lazily, and a plugin that fails to import breaks only its own name.
 
 Backbones and datasets may also be named `module.path:callable` (a Python factory the user
-brings, see `ctta.user_models` and `ctta.user_datasets`). Resolution is unambiguous: a
+brings, see `ctta.user_code`, `ctta.user_models` and `ctta.user_datasets`). Resolution is unambiguous: a
 registered name or family wins (`timm:resnet18` is the timm family), then built-ins, then
 entry points, and only then is the name imported as `module.path:callable`.
 """
@@ -19,9 +19,7 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import logging
-import os
 import pkgutil
-import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
@@ -163,54 +161,6 @@ class Registry:
         self._scanned = True
 
 
-def import_object(ref: str, what: str) -> Any:
-    """The callable named `module.path:attribute` (the attribute may be dotted), or None when
-    `ref` does not have that form or no such module exists. The module is imported from
-    `sys.path`, then from the current directory (as `python -m` would), so a file in the
-    folder where ctta runs can be named without installing it. Errors name `what`."""
-    module_name, _, attr = ref.partition(":")
-    if not attr or not all(p.isidentifier() for p in module_name.split(".") + attr.split(".")):
-        return None
-    try:
-        module = _import_with_cwd(module_name)
-    except ModuleNotFoundError as exc:
-        if _is_missing(module_name, exc):
-            return None
-        raise UserError(f"{what}: importing {module_name!r} failed: {exc}") from None
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            own = sorted(
-                n
-                for n, v in vars(module).items()
-                if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
-            )
-            raise UserError(
-                f"{what}: module {module_name!r} has no attribute {attr!r}; "
-                f"its callables: {', '.join(own) or '(none)'}"
-            )
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise UserError(f"{what}: {ref} is a {type(obj).__name__}, not a callable")
-    return obj
-
-
-def _is_missing(module_name: str, exc: ModuleNotFoundError) -> bool:
-    """True when `module_name` itself (or a parent package) is absent, not one of its imports."""
-    return exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + "."))
-
-
-def _import_with_cwd(module_name: str):
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        cwd = os.getcwd()
-        if not _is_missing(module_name, exc) or cwd in sys.path or "" in sys.path:
-            raise
-        sys.path.insert(0, cwd)
-        return importlib.import_module(module_name)
-
-
 def _origin(obj) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
 
@@ -273,7 +223,6 @@ __all__ = [
     "create_method",
     "create_protocol",
     "create_scenario",
-    "import_object",
     "list_backbones",
     "list_datasets",
     "list_methods",

@@ -23,7 +23,8 @@ import torch
 
 from .data import ImageData, _freeze, _holdout_split, _thaw, files_fingerprint, resize
 from .errors import UserError
-from .registry import DATASETS, import_object, register_dataset
+from .registry import DATASETS, register_dataset
+from .user_code import call, import_object, options_signature, parameters_of, source_fingerprint
 
 ALIASES = {
     "images": ("images", "x", "X", "data", "imgs", "inputs"),
@@ -223,10 +224,7 @@ def _factory_dataset(name: str):
     factory = import_object(name, f"dataset {name!r}")
     if factory is None:
         return None
-    try:
-        own = dict(inspect.signature(factory).parameters)
-    except (TypeError, ValueError):
-        own = {"kwargs": inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)}
+    own = parameters_of(factory)
     mode = "split" if "split" in own else "train" if "train" in own else "holdout"
 
     def load(
@@ -246,12 +244,6 @@ def _factory_dataset(name: str):
             options["split"] = split
         elif mode == "train":
             options["train"] = split == "train"
-        try:
-            inspect.signature(factory).bind(**options)
-        except TypeError as exc:
-            raise UserError(f"dataset {name!r}: {exc}") from None
-        except ValueError:  # no signature to check against
-            pass
         frozen = tuple(sorted((k, _freeze(v)) for k, v in options.items()))
         data = _from_factory(name, frozen, image_size, _freeze(class_names), _freeze(domain_names), in_memory)
         if mode == "holdout":
@@ -260,14 +252,9 @@ def _factory_dataset(name: str):
             data = data.subset(_holdout_split(strata, split, test_fraction, split_seed))
         return data
 
-    reserved = set(inspect.signature(load).parameters) | {"train"}
-    extra = [
-        p.replace(kind=p.KEYWORD_ONLY) if p.kind is not p.VAR_KEYWORD else p
-        for p in own.values()
-        if p.name not in reserved and p.kind not in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL)
-    ]
-    params = [p for p in inspect.signature(load).parameters.values() if p.kind is not p.VAR_KEYWORD]
-    load.__signature__ = inspect.Signature(sorted(params + extra, key=lambda p: p.kind is p.VAR_KEYWORD))
+    load.__signature__ = options_signature(
+        inspect.signature(load).parameters.values(), factory, hide=["train"]
+    )
     load.__doc__ = factory.__doc__
     return load
 
@@ -275,11 +262,9 @@ def _factory_dataset(name: str):
 @functools.lru_cache(maxsize=4)
 def _from_factory(name, frozen, image_size, class_names, domain_names, in_memory) -> ImageData:
     """The factory's dataset as ImageData (memoised: a holdout split reads the data once)."""
-    from .user_models import source_fingerprint
-
     factory = import_object(name, f"dataset {name!r}")
     return from_torch_dataset(
-        factory(**{k: _thaw(v) for k, v in frozen}),
+        call(factory, {k: _thaw(v) for k, v in frozen}, f"dataset {name!r}"),
         image_size=image_size,
         name=name,
         class_names=_thaw(class_names),

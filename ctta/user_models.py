@@ -37,7 +37,8 @@ from torch import nn
 from ._cache import content_key
 from .backbones import Backbone, file_fingerprint, load_state_dict, normalization
 from .errors import UserError
-from .registry import BACKBONES, import_object, register_backbone
+from .registry import BACKBONES, register_backbone
+from .user_code import call, import_object, options_signature, parameters_of, source_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -241,24 +242,13 @@ def _factory_backbone(name: str):
     factory = import_object(name, f"backbone {name!r}")
     if factory is None:
         return None
-    try:
-        own = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # some builtins have no signature: accept any keyword
-        own = {"kwargs": inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)}
-    ctta_opts = _model_options()
-    reserved = {p.name for p in ctta_opts}
+    ours = _model_options()
 
     def build(**options: Any) -> Backbone:
-        wrap = {k: options.pop(k) for k in reserved if k in options}
-        if "image_size" in own:  # the factory may need the input size too (e.g. a ViT)
+        wrap = {p.name: options.pop(p.name) for p in ours if p.name in options}
+        if "image_size" in parameters_of(factory):  # the factory may need the input size too (a ViT)
             options["image_size"] = wrap.get("image_size")
-        try:
-            inspect.signature(factory).bind(**options)
-        except TypeError as exc:
-            raise UserError(f"backbone {name!r}: {exc}; pass it as -B key=value") from None
-        except ValueError:
-            pass
-        net = factory(**options)
+        net = call(factory, options, f"backbone {name!r}")
         backbone = net if isinstance(net, Backbone) else from_module(net, name=name, **wrap)
         weights = wrap.get("weights")
         backbone.weights_fingerprint = content_key(
@@ -266,24 +256,9 @@ def _factory_backbone(name: str):
         )
         return backbone
 
-    params = ctta_opts + [
-        p.replace(kind=p.KEYWORD_ONLY) if p.kind is not p.VAR_KEYWORD else p
-        for p in own.values()
-        if p.name not in reserved and p.kind not in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL)
-    ]
-    params.sort(key=lambda p: p.kind is p.VAR_KEYWORD)
-    build.__signature__ = inspect.Signature(params)
+    build.__signature__ = options_signature(ours, factory)
     build.__doc__ = factory.__doc__
     return build
-
-
-def source_fingerprint(obj: Any) -> str | None:
-    """sha1 of the file that defines `obj`, so caches follow edits of a user's network code."""
-    try:
-        path = inspect.getsourcefile(obj)
-    except TypeError:
-        return None
-    return file_fingerprint(path) if path else None
 
 
 BACKBONES.resolve_unknown_with(
