@@ -375,7 +375,7 @@ def _load_cached(spec: DataSpec, split: str, image_size: int) -> ImageData:
     valid = [p for p in params if p not in ("split", "image_size")]
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         for key in options:
-            if key not in params:
+            if key not in valid:
                 raise UserError(
                     f"dataset {spec.name!r}: unknown option {key!r}; valid options: {', '.join(valid)}"
                 )

@@ -220,7 +220,9 @@ def to_ids(values, names: Sequence[str] | None, where: str) -> tuple[np.ndarray,
 def _factory_dataset(name: str):
     """`module.path:function` as a dataset loader. The function gets `split="train"|"test"`
     when it takes `split`, else `train=True|False` when it takes `train` (torchvision's
-    convention); a function that takes neither returns all samples, split by a holdout."""
+    convention); a function that takes neither returns all samples, split by a holdout.
+    `image_size` is ctta's (the run's input size, images are fitted to it): a parameter of the
+    function with that name keeps its default."""
     factory = import_object(name, f"dataset {name!r}")
     if factory is None:
         return None
@@ -238,8 +240,6 @@ def _factory_dataset(name: str):
         in_memory: bool | None = None,
         **options: Any,
     ) -> ImageData:
-        if "image_size" in own:
-            options["image_size"] = image_size
         if mode == "split":
             options["split"] = split
         elif mode == "train":

@@ -197,6 +197,10 @@ def test_factory_datasets_in_every_split_convention(factories):
         UserError, match=r"dataset 'byo_data:Pets': unknown option 'root'; valid options: class_names"
     ):
         load_dataset({"name": "byo_data:Pets", "root": "x"}, "train", 8)
+    with pytest.raises(
+        UserError, match=r"dataset 'byo_data:Pets': unknown option 'image_size'"
+    ):  # ctta's own
+        load_dataset({"name": "byo_data:Pets", "image_size": 32}, "train", 8)
 
 
 def test_every_scenario_takes_every_kind_of_source(tmp_path, factories):
