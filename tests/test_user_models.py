@@ -9,7 +9,6 @@ import textwrap
 import pytest
 import timm
 import torch
-import torchvision
 from torch import nn
 
 from ctta import UserError
@@ -51,6 +50,19 @@ class DeclaresFeatures(nn.Module):
         return self.out(self.features(x))
 
 
+class VGGLike(nn.Module):
+    """torchvision's layout: `features` is a submodule of unpooled maps, the head ends a Sequential."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.classifier = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
 class Scaled(Named):
     """The output is not the last linear layer's: nothing to detect."""
 
@@ -61,13 +73,7 @@ class Scaled(Named):
 NETS = {  # factory, options, head, feature dim, has BatchNorm
     "conventional name": (Named, {}, "linear", 4, True),
     "features() method": (DeclaresFeatures, {}, "out", 6, False),
-    "torchvision mobilenet (classifier.3)": (
-        lambda: torchvision.models.mobilenet_v3_small(num_classes=5),
-        {"image_size": 32},
-        "classifier.3",
-        1024,
-        True,
-    ),
+    "torchvision layout (features module, classifier.3)": (VGGLike, {}, "classifier.3", 8, False),
     "timm pretrained_cfg (head.fc)": (
         lambda: timm.create_model("test_convnext", num_classes=4),
         {"image_size": 64},
@@ -86,22 +92,19 @@ def test_head_and_trunk_are_found_and_reproduce_the_network(case):
     net = make().eval()
     original = copy.deepcopy(net)
     head = net.get_submodule(head_name)
-    backbone = from_module(net, name="n", normalize="none", **{"image_size": 16, **options}).eval()
+    options = options if case == "timm ViT" else {"normalize": "none", "image_size": 16, **options}
+    backbone = from_module(net, name="n", **options).eval()
     assert backbone.head is head and backbone.head_is_trained
     assert backbone.feature_dim == head.in_features == (dim or head.in_features)
     x = torch.rand(3, 3, backbone.image_size, backbone.image_size)
     with torch.no_grad():
-        assert torch.allclose(backbone(x), original(x), atol=1e-5)
+        assert torch.allclose(backbone(x), original(backbone.normalize(x)), atol=1e-5)
         assert backbone.features(x).shape == (3, backbone.feature_dim)
     assert (backbone.kind == "vit") == (case == "timm ViT")
+    if case == "timm ViT":  # input size and statistics from timm's pretrained_cfg
+        assert backbone.image_size == net.pretrained_cfg["input_size"][-1] == 160
+        assert backbone.mean.flatten().tolist() == pytest.approx(net.pretrained_cfg["mean"])
     assert ("batchnorm" in backbone.capabilities()) == batchnorm
-
-
-def test_timm_models_bring_their_input_size_and_statistics():
-    net = timm.create_model("test_resnet", num_classes=3)
-    backbone = from_module(net, name="r")
-    assert backbone.image_size == net.pretrained_cfg["input_size"][-1] == 160
-    assert backbone.mean.flatten().tolist() == pytest.approx(net.pretrained_cfg["mean"])
 
 
 def test_an_undetectable_classifier_says_what_to_declare():
