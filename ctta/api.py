@@ -155,9 +155,13 @@ class Method(nn.Module):
             )
         missing = sorted(cls.requires - backbone.capabilities())
         if missing:
+            from .backbones import CAPABILITIES
+
+            meaning = "; ".join(f"{c} = {CAPABILITIES.get(c, '?')}" for c in missing)
             raise UserError(
                 f"method {cls.name!r} needs a backbone with {', '.join(missing)}; "
-                f"backbone {backbone.name!r} has {', '.join(sorted(backbone.capabilities())) or 'none'}"
+                f"backbone {backbone.name!r} has {', '.join(sorted(backbone.capabilities())) or 'none'} "
+                f"({meaning})"
             )
 
     # -- the contract ------------------------------------------------------------------
