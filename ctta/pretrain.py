@@ -30,7 +30,8 @@ VIT_RECIPE = {
     "val_per_class": 4,
     "epochs": 4,
     "batch_size": 128,
-    "lr": 2e-3,
+    "lr": 3e-3,
+    "warmup": 0.1,
     "weight_decay": 0.05,
     "seed": 0,
 }
@@ -98,6 +99,7 @@ def _pretrain_vit(path: Path, *, progress: bool) -> dict:
         optimizer="adamw",
         weight_decay=r["weight_decay"],
         seed=r["seed"],
+        warmup=r["warmup"],
         progress=bar.update if bar else None,
     )
     if bar:
