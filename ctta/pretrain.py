@@ -24,7 +24,7 @@ from .training import cross_entropy_on, file_lock, fit
 
 log = logging.getLogger(__name__)
 
-VIT_VERSION = 1
+VIT_VERSION = 2
 VIT_RECIPE = {
     "per_class": 30,  # images per class and glyph domain (train)
     "val_per_class": 4,
