@@ -77,6 +77,7 @@ def fit(
     seed: int = 0,
     device: torch.device | str = "cpu",
     schedule: str = "cosine",
+    warmup: float = 0.0,
     before_step: Callable[[], None] | None = None,
     after_step: Callable[[], None] | None = None,
     progress: Callable[[int], None] | None = None,
@@ -94,7 +95,17 @@ def fit(
     opt = make_optimizer(params, optimizer, lr, weight_decay)
     steps_per_epoch = max(1, math.ceil(len(data) / batch_size))
     total = epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total) if schedule == "cosine" else None
+    sched = None
+    if schedule == "cosine":
+        # Linear warmup over the first `warmup` fraction of steps, then cosine decay to zero.
+        ramp = int(warmup * total)
+
+        def factor(step: int) -> float:
+            if step < ramp:
+                return (step + 1) / ramp
+            return 0.5 * (1 + math.cos(math.pi * (step - ramp) / max(1, total - ramp)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     step, last = 0, float("nan")
     for epoch in range(epochs):
         running, count = 0.0, 0
