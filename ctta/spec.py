@@ -120,7 +120,7 @@ def resolve_scenario(obj: Any, where: str) -> dict[str, Any]:
     """Scenario name plus every option (defaults filled in), validated; a `dataset` option must
     name a registered dataset (its files are not touched)."""
     scenario = _resolve_named(obj, SCENARIOS, "Config", where)
-    if "dataset" in scenario:
+    if scenario.get("dataset") is not None:  # None: the scenario chooses (e.g. from a preset)
         from .data import DataSpec
 
         try:
