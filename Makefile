@@ -14,11 +14,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
+# The default offline benchmark (protocols/default.yaml): resumable, rerun it at any time.
 demo: $(STAMP)
-	$(BIN)/ctta demo
+	$(BIN)/ctta sweep launch protocols/default.yaml
+	$(BIN)/ctta collect runs/default
 
+# The suite runs with a throw-away local Slurm cluster (installed when missing, stopped on exit).
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	bash tools/slurm/with-slurm.sh $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check ctta scenarios methods protocols tests benchmarks

@@ -1,13 +1,14 @@
 """Batched ``ctta.corruptions`` against a per-image numpy/scipy/Pillow loop of the same formulas.
 
-    python benchmarks/corruptions.py [--quick]
+    python benchmarks/corruptions.py [--quick] [--threads N]
 
 For 32 px (batch 256) and 224 px (batch 32) images, times the 15 standard corruptions at severity 3:
-``corrupt`` on the whole batch (best of two runs after a warm-up) against the reference below, one
-image at a time the way the original ``make_*_c.py`` scripts work (float64 numpy, scipy.ndimage for
-skimage/OpenCV filters, Pillow for resizing and JPEG, Python loops where the original has them).
-Each reference runs on the whole batch or until about 2 s have passed (at least 2 images), and is
-normalised per image: the original glass blur takes about a second per 224 px image.
+``corrupt`` on the whole batch (median of three runs after a warm-up) against the reference below,
+one image at a time the way the original ``make_*_c.py`` scripts work (float64 numpy, scipy.ndimage
+for skimage/OpenCV filters, Pillow for resizing and JPEG, Python loops where the original has them).
+Each reference image is timed on its own, over the batch or until about 2 s have passed (at least 3
+images), and the median is kept: the original glass blur takes about a second per 224 px image.
+Medians keep the numbers usable on a shared machine; the load average is printed for context.
 
 Prints ms per image for both, the speed-up per corruption, the overall speed-up (total reference
 time over total batched time per image, all 15 corruptions) per size and for both sizes together,
@@ -19,6 +20,8 @@ from __future__ import annotations
 import argparse
 import io
 import math
+import os
+import statistics
 import time
 from collections.abc import Callable
 
@@ -278,36 +281,52 @@ REFERENCES: dict[str, Reference] = {name: globals()[f"ref_{name}"] for name in C
 
 
 def time_batched(x: torch.Tensor, name: str, repeats: int) -> float:
-    """Seconds per image, best of ``repeats`` after a warm-up on two images."""
+    """Seconds per image: median of ``repeats`` runs on the whole batch, after a warm-up."""
     corrupt(x[:2], name, SEVERITY)
-    best = math.inf
+    times = []
     for _ in range(repeats):
         start = time.perf_counter()
         corrupt(x, name, SEVERITY, seed=1)
-        best = min(best, time.perf_counter() - start)
-    return best / len(x)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) / len(x)
 
 
 def time_reference(images: np.ndarray, name: str, params: tuple, budget: float) -> float:
-    """Seconds per image over the images processed before ``budget`` seconds ran out (at least 2)."""
+    """Seconds per image: median over the images processed before ``budget`` seconds ran out (at
+    least 3), each timed on its own after a warm-up."""
     rng = np.random.RandomState(0)
-    REFERENCES[name](images[0], params, rng)  # warm-up
-    start = time.perf_counter()
-    for count, img in enumerate(images, 1):
+    REFERENCES[name](images[0], params, rng)
+    times: list[float] = []
+    for img in images:
+        start = time.perf_counter()
         REFERENCES[name](img, params, rng)
-        if count >= 2 and time.perf_counter() - start > budget:
+        times.append(time.perf_counter() - start)
+        if len(times) >= 3 and sum(times) > budget:
             break
-    return (time.perf_counter() - start) / count
+    return statistics.median(times)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small batches and a short reference budget")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (default: torch's own; 1 is steadier on a busy machine)",
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     setups = [(32, "cifar", 64 if args.quick else 256), (224, "imagenet", 8 if args.quick else 32)]
-    budget, repeats = (0.5, 1) if args.quick else (2.0, 2)
+    budget, repeats = (0.5, 1) if args.quick else (2.0, 3)
 
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, severity {SEVERITY}")
+    print(
+        f"load average {load:.1f} on {cores} cores"
+        + (" -- busy machine, timings are noisy" if load > cores else "")
+    )
     totals = {"batched": 0.0, "reference": 0.0}
     for size, variant, batch in setups:
         x = natural_images(batch, size)

@@ -11,6 +11,7 @@ import click
 import yaml
 
 from .errors import UserError
+from .sweep_cli import sweep_cmd
 
 KINDS = ("methods", "scenarios", "protocols", "backbones", "datasets")
 
@@ -79,6 +80,8 @@ def list_cmd(kind: str | None) -> None:
         for name in reg.names():
             entry = reg._families.get(name[:-2]) if name.endswith(":*") else reg.get(name)
             click.echo(f"  {name:<22} {_summary(entry)}")
+        if reg.fallback_form is not None:
+            click.echo(f"  {reg.fallback_form[0]:<22} {reg.fallback_form[1]}")
         for name, why in reg.broken().items():
             click.echo(f"  {name:<22} (failed to load: {why})")
 
@@ -167,7 +170,8 @@ def run_cmd(
 @click.argument("results", type=click.Path(file_okay=False))
 @click.option("--out", help="Table path without suffix (default RESULTS/records).")
 def collect_cmd(results: str, out: str | None) -> None:
-    """Read every record under RESULTS into one table (CSV, and Parquet when pyarrow is installed)."""
+    """Read every record under RESULTS into one table (CSV, and Parquet when pyarrow is installed),
+    and write the protocol tables of its studies next to it (protocol_summary, protocol_gap, ...)."""
     from .store import collect, write_table
 
     if not Path(results).is_dir():
@@ -175,10 +179,17 @@ def collect_cmd(results: str, out: str | None) -> None:
     df = collect(results)
     if df.empty:
         raise UserError(f"{results}: no run records found")
-    for path in write_table(df, out or Path(results) / "records"):
+    out = Path(out) if out else Path(results) / "records"
+    for path in write_table(df, out):
         click.echo(f"wrote {path}")
     counts = df["status"].value_counts().to_dict()
     click.echo(f"{len(df)} runs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    from .protocol_results import protocol_tables
+
+    for name, table in protocol_tables(results).items():  # studies of launched sweeps, if any
+        if not table.empty:
+            for path in write_table(table, out.with_name(name)):
+                click.echo(f"wrote {path}")
 
 
 @cli.command("pretrain")
@@ -192,6 +203,9 @@ def pretrain_cmd(what: str, force: bool) -> None:
     for k, v in report.items():
         click.echo(f"  {k:<28} {v}")
     click.echo(f"weights: {path}")
+
+
+cli.add_command(sweep_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

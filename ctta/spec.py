@@ -9,6 +9,7 @@ once.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from ._cache import content_key
 from .config import as_dict, build_config
 from .errors import UserError
-from .registry import BACKBONES, METHODS, SCENARIOS
+from .registry import BACKBONES, DATASETS, METHODS, SCENARIOS
 
 DEFAULT_SEED = 1993  # the field's default (PyCIL, PILOT, Reality Check)
 
@@ -45,8 +46,8 @@ class RunSpec:
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise UserError(f"{where}: seed must be an integer, got {seed!r}")
         return cls(
-            scenario=_resolve_named(obj["scenario"], SCENARIOS, "Config", f"{where}: scenario"),
-            method=_resolve_named(obj["method"], METHODS, "HParams", f"{where}: method"),
+            scenario=resolve_scenario(obj["scenario"], f"{where}: scenario"),
+            method=resolve_method(obj["method"], f"{where}: method"),
             backbone=resolve_backbone(obj["backbone"], f"{where}: backbone"),
             seed=seed,
         )
@@ -66,6 +67,85 @@ class RunSpec:
     @property
     def label(self) -> str:
         return f"{self.method['name']} on {self.scenario['name']} ({self.backbone['name']}, seed {self.seed})"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One scenario instance that a protocol runs methods on: a scenario and a backbone, both
+    resolved (defaults filled in), and a short label for tables."""
+
+    scenario: dict[str, Any]
+    backbone: dict[str, Any]
+    label: str
+
+    @property
+    def kind(self) -> str:
+        return SCENARIOS.get(self.scenario["name"]).kind
+
+    def spec(self, method: dict[str, Any], seed: int) -> RunSpec:
+        return RunSpec(scenario=self.scenario, method=method, backbone=self.backbone, seed=seed)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"scenario": self.scenario, "backbone": self.backbone, "label": self.label}
+
+
+def resolve_cases(obj: Any, default_backbone: Any, where: str) -> list[Case]:
+    """Cases from a scenario spec, a `{scenario:, backbone:, label:}` mapping, or a list of either."""
+    entries = list(obj) if isinstance(obj, (list, tuple)) else [obj]
+    if obj is None or not entries:
+        raise UserError(f"{where}: expected a scenario (name or mapping) or a list of scenarios")
+    default_bb = resolve_backbone(default_backbone, f"{where}: backbone")
+    cases = []
+    for i, entry in enumerate(entries):
+        here = f"{where}[{i}]" if isinstance(obj, (list, tuple)) else where
+        scenario, backbone, label = entry, None, None
+        if isinstance(entry, Mapping) and "scenario" in entry:
+            unknown = sorted(set(entry) - {"scenario", "backbone", "label"})
+            if unknown:
+                raise UserError(f"{here}: unknown key {unknown[0]!r}; valid keys: backbone, label, scenario")
+            scenario, backbone, label = entry["scenario"], entry.get("backbone"), entry.get("label")
+        sc = resolve_scenario(scenario, f"{here}: scenario")
+        bb = default_bb if backbone is None else resolve_backbone(backbone, f"{here}: backbone")
+        if label is not None and not isinstance(label, str):
+            raise UserError(f"{here}: label must be a string, got {label!r}")
+        cases.append(Case(sc, bb, label or _case_label(sc, bb if bb != default_bb else None)))
+    labels = [c.label for c in cases]
+    for label in labels:
+        if labels.count(label) > 1:
+            raise UserError(f"{where}: two scenarios are labelled {label!r}; give them distinct 'label's")
+    return cases
+
+
+def resolve_scenario(obj: Any, where: str) -> dict[str, Any]:
+    """Scenario name plus every option (defaults filled in), validated; a `dataset` option must
+    name a registered dataset (its files are not touched)."""
+    scenario = _resolve_named(obj, SCENARIOS, "Config", where)
+    if scenario.get("dataset") is not None:  # None: the scenario chooses (e.g. from a preset)
+        from .data import DataSpec
+
+        try:
+            name = DataSpec.parse(scenario["dataset"]).name
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from None
+        _get(DATASETS, name, f"{where}: dataset")
+    return scenario
+
+
+def resolve_method(obj: Any, where: str) -> dict[str, Any]:
+    """Method name plus every hyperparameter (defaults filled in), validated."""
+    return _resolve_named(obj, METHODS, "HParams", where)
+
+
+def _case_label(scenario: dict[str, Any], backbone: dict[str, Any] | None) -> str:
+    """`name[option=value, ...]` with the options that differ from the scenario's defaults."""
+    defaults = as_dict(build_config(SCENARIOS.get(scenario["name"]).Config, {}, "defaults"))
+    changed = [
+        f"{k}={json.dumps(v, separators=(',', ':')) if isinstance(v, (list, dict)) else v}"
+        for k, v in scenario.items()
+        if k != "name" and v != defaults.get(k)
+    ]
+    label = scenario["name"] + (f"[{', '.join(changed)}]" if changed else "")
+    return label if backbone is None else f"{label} @ {backbone['name']}"
 
 
 def _named(obj: Any, where: str) -> tuple[str, dict]:
@@ -91,8 +171,11 @@ def _resolve_named(obj: Any, registry, config_attr: str, where: str) -> dict[str
 
 
 def resolve_backbone(obj: Any, where: str = "backbone") -> dict[str, Any]:
-    """Backbone name plus options, with the factory's keyword defaults filled in."""
-    name, options = _named(obj, where)
+    """Backbone name plus options, with the factory's keyword defaults filled in. A
+    torch.nn.Module (alone or as `{model: module, **options}`) is named by its weights."""
+    from .user_models import object_spec
+
+    name, options = _named(object_spec(obj) or obj, where)
     factory = _get(BACKBONES, name, where)
     params = inspect.signature(factory).parameters
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
@@ -100,7 +183,7 @@ def resolve_backbone(obj: Any, where: str = "backbone") -> dict[str, Any]:
         if key not in params and not accepts_any:
             raise UserError(
                 f"{where} {name!r}: unknown option {key!r}; valid options: "
-                f"{', '.join(p for p in params if params[p].kind is not p.VAR_KEYWORD) or '(none)'}"
+                f"{', '.join(p for p in params if params[p].kind is not inspect.Parameter.VAR_KEYWORD) or '(none)'}"
             )
     defaults = {
         k: p.default

@@ -36,3 +36,16 @@ def temporary_method(name: str, cls):
 
 def spec(scenario, method, backbone="debug_vit", seed=0, **hparams):
     return {"scenario": scenario, "method": {"name": method, **hparams}, "backbone": backbone, "seed": seed}
+
+
+def cl_half(pool: str, **options) -> dict:
+    """A tiny class-incremental digits scenario over one half of the classes (3 + 2 classes)."""
+    return {**CL_DEBUG, "classes": pool, "initial": 3, "increment": 2, **options}
+
+
+def write_sweep(path, studies: dict, **top) -> str:
+    """Write a sweep file with `studies` (and top-level keys such as `defaults`); returns its path."""
+    import yaml
+
+    path.write_text(yaml.safe_dump({**top, "studies": studies}, sort_keys=False))
+    return str(path)
