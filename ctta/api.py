@@ -63,6 +63,8 @@ class Task:
 class TestBatch:
     """A batch of a test-time stream: inputs only. `index` and `domain` are for reporting."""
 
+    __test__ = False  # not a pytest test class
+
     x: torch.Tensor
     index: int
     domain: str
@@ -87,6 +89,8 @@ class ContinualStream:
 @dataclass
 class TestStream:
     """A test-time stream. `batches()` yields (TestBatch, labels); only the engine calls it."""
+
+    __test__ = False
 
     info: StreamInfo
     num_batches: int
@@ -125,6 +129,9 @@ class Method(nn.Module):
     # True for test-time methods that train their own source model from info.source (ITTA):
     # the engine then skips its standard (cached, cross-entropy) source training.
     trains_source: ClassVar[bool] = False
+    # True when the method is reset at every domain boundary of the stream, as the "single"
+    # setting does for every method (ITTA's reset=per_domain sets it per instance).
+    reset_on_domain_change: bool = False
 
     @dataclass
     class HParams:
@@ -151,9 +158,13 @@ class Method(nn.Module):
             )
         missing = sorted(cls.requires - backbone.capabilities())
         if missing:
+            from .backbones import CAPABILITIES
+
+            meaning = "; ".join(f"{c} = {CAPABILITIES.get(c, '?')}" for c in missing)
             raise UserError(
                 f"method {cls.name!r} needs a backbone with {', '.join(missing)}; "
-                f"backbone {backbone.name!r} has {', '.join(sorted(backbone.capabilities())) or 'none'}"
+                f"backbone {backbone.name!r} has {', '.join(sorted(backbone.capabilities())) or 'none'} "
+                f"({meaning})"
             )
 
     # -- the contract ------------------------------------------------------------------

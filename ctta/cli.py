@@ -80,6 +80,8 @@ def list_cmd(kind: str | None) -> None:
         for name in reg.names():
             entry = reg._families.get(name[:-2]) if name.endswith(":*") else reg.get(name)
             click.echo(f"  {name:<22} {_summary(entry)}")
+        if reg.fallback_form is not None:
+            click.echo(f"  {reg.fallback_form[0]:<22} {reg.fallback_form[1]}")
         for name, why in reg.broken().items():
             click.echo(f"  {name:<22} (failed to load: {why})")
 

@@ -32,6 +32,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".
 class _Arrays:
     """Images held as a uint8 tensor [N, C, H, W] (or float in [0, 1])."""
 
+    fingerprint: str | None = None  # of the user files the images came from (see ImageData.identity)
+
     def __init__(self, images: torch.Tensor):
         self.images = images
 
@@ -45,6 +47,8 @@ class _Arrays:
 
 class _Files:
     """Images read from files on access, resized (short side) and centre-cropped to `size`."""
+
+    fingerprint: str | None = None
 
     def __init__(self, paths: Sequence[str], size: int):
         self.paths = list(paths)
@@ -108,8 +112,10 @@ class ImageData(torch.utils.data.Dataset):
         domains=None,
         domain_names: Sequence[str] = (),
         image_size: int | None = None,
+        fingerprint: str | None = None,
     ) -> ImageData:
-        """Images as N×H×W×C uint8, N×C×H×W uint8/float in [0, 1], or N×H×W grey; resized when asked."""
+        """Images as N×H×W×C uint8, N×C×H×W uint8/float in [0, 1], or N×H×W grey; resized when asked.
+        `fingerprint` identifies the files they came from (size and mtime), so caches follow them."""
         x = torch.as_tensor(np.asarray(images))
         if x.ndim == 3:
             x = x.unsqueeze(1)
@@ -125,21 +131,16 @@ class ImageData(torch.utils.data.Dataset):
             x = x.float()
             if x.min() < 0 or x.max() > 1:
                 raise UserError(f"{name}: float images must lie in [0, 1] (got {x.min():.3g}..{x.max():.3g})")
-        if image_size is not None and x.shape[-1] != image_size:
-            x = resize(x, image_size)
+        if image_size is not None and (x.shape[-2], x.shape[-1]) != (image_size, image_size):
+            x = torch.cat([resize(chunk, image_size) for chunk in x.split(1024)])  # bounded float memory
         labels = np.asarray(labels, dtype=np.int64)
         if len(labels) != len(x):
             raise UserError(f"{name}: {len(x)} images but {len(labels)} labels")
         if class_names is None:
             class_names = [str(c) for c in range(int(labels.max()) + 1)]
-        return cls(
-            _Arrays(x.contiguous()),
-            labels,
-            class_names,
-            name=name,
-            domains=domains,
-            domain_names=domain_names,
-        )
+        storage = _Arrays(x.contiguous())
+        storage.fingerprint = fingerprint
+        return cls(storage, labels, class_names, name=name, domains=domains, domain_names=domain_names)
 
     @classmethod
     def from_files(
@@ -153,14 +154,9 @@ class ImageData(torch.utils.data.Dataset):
         domains=None,
         domain_names: Sequence[str] = (),
     ) -> ImageData:
-        return cls(
-            _Files(paths, image_size),
-            labels,
-            class_names,
-            name=name,
-            domains=domains,
-            domain_names=domain_names,
-        )
+        storage = _Files(paths, image_size)
+        storage.fingerprint = files_fingerprint(paths)
+        return cls(storage, labels, class_names, name=name, domains=domains, domain_names=domain_names)
 
     # -- views -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -232,6 +228,8 @@ class ImageData(torch.utils.data.Dataset):
         if self.origin is not None:
             spec, split, size = self.origin
             base = {"data": spec.as_dict(), "split": split, "image_size": size}
+            if self._storage.fingerprint is not None:  # user files: caches follow their content
+                base["files"] = self._storage.fingerprint
         else:
             base = {
                 "bytes": hashlib.sha1(
@@ -272,6 +270,12 @@ class ImageData(torch.utils.data.Dataset):
 
     def describe(self) -> str:
         return f"{self.name}: {len(self)} images, {len(np.unique(self.targets))} classes"
+
+
+def files_fingerprint(paths: Sequence[str | Path]) -> str:
+    """Key of a set of files from their paths, sizes and modification times (no reading)."""
+    stats = [os.stat(p) for p in paths]
+    return content_key([(str(p), st.st_size, st.st_mtime_ns) for p, st in zip(paths, stats)])
 
 
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -377,7 +381,7 @@ def _load_cached(spec: DataSpec, split: str, image_size: int) -> ImageData:
     valid = [p for p in params if p not in ("split", "image_size")]
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         for key in options:
-            if key not in params:
+            if key not in valid:
                 raise UserError(
                     f"dataset {spec.name!r}: unknown option {key!r}; valid options: {', '.join(valid)}"
                 )

@@ -68,6 +68,14 @@ def prepare(spec: RunSpec, device: torch.device):
     method = create_method(**spec.method)
     stream = scenario.build(seed=spec.seed, image_size=backbone.image_size, device=device)
     type(method).check_compatible(backbone, stream.info)
+    if isinstance(stream, TestStream) and backbone.head_is_trained and not method.trains_source:
+        classes = backbone.head.out_features
+        if classes != stream.info.num_classes:
+            raise UserError(
+                f"backbone {backbone.name!r} comes with a trained head over {classes} classes, but the "
+                f"stream has {stream.info.num_classes}; use a dataset whose labels 0..{classes - 1} are "
+                f"the head's classes, or pass trained_head=false to train a source model on the stream's data"
+            )
     return backbone.to(device), stream, method
 
 
@@ -251,7 +259,7 @@ def _run_test_time(spec: RunSpec, backbone, stream: TestStream, method: Method, 
             recipe=recipe,
             seed=spec.seed,
             device=info.device,
-            key_parts={"backbone": spec.backbone, "source": info.source.identity()},
+            key_parts={"backbone": backbone.identity, "source": info.source.identity()},
         )
     method_s = _setup(method, backbone, info)
     method.save_initial_state()
@@ -260,7 +268,8 @@ def _run_test_time(spec: RunSpec, backbone, stream: TestStream, method: Method, 
     bar = _bar(progress, stream.num_batches, f"{spec.method['name']} batches")
     for batch, y in stream.batches():
         t = time.perf_counter()
-        if stream.reset_on_domain_change and previous is not None and batch.domain != previous:
+        resets = stream.reset_on_domain_change or method.reset_on_domain_change
+        if resets and previous is not None and batch.domain != previous:
             method.reset()
         if method.features_only:
             key = ("batch", backbone.identity, stream.key, batch.index)
@@ -334,7 +343,7 @@ class PeakMemory:
 
 
 def versions() -> dict[str, str]:
-    import timm
+    from importlib.metadata import version
 
     from . import __version__
 
@@ -342,7 +351,7 @@ def versions() -> dict[str, str]:
         "ctta": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "timm": timm.__version__,
+        "timm": version("timm"),
         "numpy": np.__version__,
     }
     if torch.cuda.is_available():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from torch import nn
 
@@ -17,11 +17,23 @@ def freeze(module: nn.Module) -> nn.Module:
     return module
 
 
-def named_matching(module: nn.Module, patterns: Sequence[str]) -> list[tuple[str, nn.Parameter]]:
-    """Parameters whose name matches any glob in `patterns` (e.g. 'blocks.*.attn.*')."""
-    return [
-        (n, p) for n, p in module.named_parameters() if any(fnmatch.fnmatchcase(n, pat) for pat in patterns)
-    ]
+def named_matching(
+    module: nn.Module | Iterable[tuple[str, nn.Parameter]], patterns: Sequence[str]
+) -> list[tuple[str, nn.Parameter]]:
+    """Parameters (of a module, or (name, parameter) pairs) whose name matches any glob in
+    `patterns` (e.g. 'blocks.*.attn.*')."""
+    named = module.named_parameters() if isinstance(module, nn.Module) else module
+    return [(n, p) for n, p in named if any(fnmatch.fnmatchcase(n, pat) for pat in patterns)]
+
+
+def timm_named_parameters(backbone: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
+    """A Backbone's parameters named as timm names them: the trunk's without a prefix
+    (`blocks.0.attn.qkv.weight`, `pos_embed`), the head's as `head.weight`, `head.bias`.
+    Parameter filters of methods (`params: ["blocks.*.attn.*"]`) match these names."""
+    yield from backbone.trunk.named_parameters()
+    if backbone.head is not None:
+        for n, p in backbone.head.named_parameters():
+            yield f"head.{n}", p
 
 
 def norm_layers(module: nn.Module) -> list[nn.Module]:

@@ -24,13 +24,14 @@ from .training import cross_entropy_on, file_lock, fit
 
 log = logging.getLogger(__name__)
 
-VIT_VERSION = 1
+VIT_VERSION = 2
 VIT_RECIPE = {
     "per_class": 30,  # images per class and glyph domain (train)
     "val_per_class": 4,
     "epochs": 4,
     "batch_size": 128,
-    "lr": 2e-3,
+    "lr": 3e-3,
+    "warmup": 0.1,
     "weight_decay": 0.05,
     "seed": 0,
 }
@@ -101,6 +102,7 @@ def _pretrain_vit(path: Path, *, progress: bool) -> dict:
         optimizer="adamw",
         weight_decay=r["weight_decay"],
         seed=r["seed"],
+        warmup=r["warmup"],
         progress=bar.update if bar else None,
     )
     if bar:

@@ -7,6 +7,11 @@ only `ctta.methods.tent`). Backbones and datasets are registered in `ctta.backbo
 `ctta.scenarios`, `ctta.protocols`, `ctta.backbones`, `ctta.datasets`; an entry point may
 point at a module whose import registers the name, or at the class itself. Everything is
 loaded lazily, and a plugin that fails to import breaks only its own name.
+
+Backbones and datasets may also be named `module.path:callable` (a Python factory the user
+brings, see `ctta.user_code`, `ctta.user_models` and `ctta.user_datasets`). Resolution is unambiguous: a
+registered name or family wins (`timm:resnet18` is the timm family), then built-ins, then
+entry points, and only then is the name imported as `module.path:callable`.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ class Registry:
         self._families: dict[str, Callable[[str], Any]] = {}
         self._broken: dict[str, str] = {}
         self._scanned = False
+        self._fallback: Callable[[str], Any] | None = None
+        self.fallback_form: tuple[str, str] | None = None  # (how such a name looks, what it is)
 
     # -- registration ------------------------------------------------------------
     def register(self, name: str, *, family: bool = False):
@@ -55,6 +62,12 @@ class Registry:
 
         return decorate
 
+    def resolve_unknown_with(self, fallback: Callable[[str], Any], form: str, meaning: str) -> None:
+        """Names that nothing registered knows go to `fallback(name)` (None: still unknown).
+        `form` and `meaning` describe those names (e.g. "module.path:factory", "a Python
+        factory ...") in `ctta list` and in the unknown-name error."""
+        self._fallback, self.fallback_form = fallback, (form, meaning)
+
     # -- lookup --------------------------------------------------------------------
     def get(self, name: str):
         """The entry for `name`, importing only what is needed to find it."""
@@ -67,11 +80,16 @@ class Registry:
         if found is None:
             self._load_entry_point(name.split(":", 1)[0]) or self._load_entry_point(name)
             found = self._lookup(name)
+        if found is None and name in self._broken:
+            raise UserError(f"{self.kind} {name!r} failed to load: {self._broken[name]}")
+        if found is None and self._fallback is not None:
+            found = self._fallback(name)
         if found is None:
-            if name in self._broken:
-                raise UserError(f"{self.kind} {name!r} failed to load: {self._broken[name]}")
             self._scan()
-            raise choices_error(self.kind, name, self.names())
+            error = choices_error(self.kind, name, self.names())
+            if self.fallback_form is not None:
+                raise UserError(f"{error}; or {self.fallback_form[0]}: {self.fallback_form[1]}")
+            raise error
         return found
 
     def names(self, pattern: str | None = None) -> list[str]:
@@ -150,8 +168,10 @@ def _origin(obj) -> str:
 METHODS = Registry("method", "ctta.methods", builtin_package="ctta.methods")
 SCENARIOS = Registry("scenario", "ctta.scenarios", builtin_package="ctta.scenarios")
 PROTOCOLS = Registry("protocol", "ctta.protocols", builtin_package="ctta.protocols")
-BACKBONES = Registry("backbone", "ctta.backbones", builtin_modules=("ctta.backbones", "ctta.clip"))
-DATASETS = Registry("dataset", "ctta.datasets", builtin_modules=("ctta.data",))
+BACKBONES = Registry(
+    "backbone", "ctta.backbones", builtin_modules=("ctta.backbones", "ctta.clip", "ctta.user_models")
+)
+DATASETS = Registry("dataset", "ctta.datasets", builtin_modules=("ctta.data", "ctta.user_datasets"))
 
 register_method = METHODS.register
 register_scenario = SCENARIOS.register

@@ -171,8 +171,11 @@ def _resolve_named(obj: Any, registry, config_attr: str, where: str) -> dict[str
 
 
 def resolve_backbone(obj: Any, where: str = "backbone") -> dict[str, Any]:
-    """Backbone name plus options, with the factory's keyword defaults filled in."""
-    name, options = _named(obj, where)
+    """Backbone name plus options, with the factory's keyword defaults filled in. A
+    torch.nn.Module (alone or as `{model: module, **options}`) is named by its weights."""
+    from .user_models import object_spec
+
+    name, options = _named(object_spec(obj) or obj, where)
     factory = _get(BACKBONES, name, where)
     params = inspect.signature(factory).parameters
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
@@ -180,7 +183,7 @@ def resolve_backbone(obj: Any, where: str = "backbone") -> dict[str, Any]:
         if key not in params and not accepts_any:
             raise UserError(
                 f"{where} {name!r}: unknown option {key!r}; valid options: "
-                f"{', '.join(p for p in params if params[p].kind is not p.VAR_KEYWORD) or '(none)'}"
+                f"{', '.join(p for p in params if params[p].kind is not inspect.Parameter.VAR_KEYWORD) or '(none)'}"
             )
     defaults = {
         k: p.default

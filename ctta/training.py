@@ -11,15 +11,21 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._cache import atomic_save, cache_dir, content_key
+from .config import hp
 from .data import ImageData, iterate
 from .features import cached
+
+if TYPE_CHECKING:
+    from .api import Method, Task
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +34,27 @@ class NonFiniteLoss(FloatingPointError):
     """Training diverged; the engine records the run as failed with this reason."""
 
 
+def trainable_groups(params: Iterable[nn.Parameter | dict]) -> list[dict]:
+    """Parameters (or optimiser parameter groups `{"params": [...], "lr": ...}`) as parameter
+    groups holding only parameters with requires_grad; empty groups are dropped."""
+    params = list(params)
+    groups = [g for g in params if isinstance(g, dict)]
+    loose = [p for p in params if not isinstance(p, dict)]
+    if loose:
+        groups.insert(0, {"params": loose})
+    groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
+    return [g for g in groups if g["params"]]
+
+
 def make_optimizer(
-    params: Iterable[nn.Parameter], name: str, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
+    params: Iterable[nn.Parameter | dict],
+    name: str,
+    lr: float,
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
 ) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
+    """An optimiser over the trainable parameters (or parameter groups, which may set their own lr)."""
+    params = trainable_groups(params)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adamw":
@@ -42,7 +65,7 @@ def make_optimizer(
 
 
 def fit(
-    params: Iterable[nn.Parameter],
+    params: Iterable[nn.Parameter | dict],
     data: ImageData,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     *,
@@ -54,21 +77,35 @@ def fit(
     seed: int = 0,
     device: torch.device | str = "cpu",
     schedule: str = "cosine",
+    warmup: float = 0.0,
+    before_step: Callable[[], None] | None = None,
     after_step: Callable[[], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
     """Minimise `loss_fn(x, y)` over `epochs` passes of `data`; returns {'loss': last-epoch mean, 'steps': n}.
 
-    `after_step` runs after each optimiser step (e.g. to re-apply a parameter mask or merge
-    adapters). Raises NonFiniteLoss when the loss becomes NaN or infinite.
+    `params` may be optimiser parameter groups (e.g. a head at a tenth of the step size).
+    `before_step` runs between the backward pass and the optimiser step (gradients in
+    `.grad`, e.g. to accumulate a Fisher estimate); `after_step` after each optimiser step
+    (e.g. to merge adapters). Raises NonFiniteLoss when the loss becomes NaN or infinite.
     """
-    params = [p for p in params if p.requires_grad]
+    params = trainable_groups(params)
     if not params:
         return {"loss": float("nan"), "steps": 0}
     opt = make_optimizer(params, optimizer, lr, weight_decay)
     steps_per_epoch = max(1, math.ceil(len(data) / batch_size))
     total = epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total) if schedule == "cosine" else None
+    sched = None
+    if schedule == "cosine":
+        # Linear warmup over the first `warmup` fraction of steps, then cosine decay to zero.
+        ramp = int(warmup * total)
+
+        def factor(step: int) -> float:
+            if step < ramp:
+                return (step + 1) / ramp
+            return 0.5 * (1 + math.cos(math.pi * (step - ramp) / max(1, total - ramp)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     step, last = 0, float("nan")
     for epoch in range(epochs):
         running, count = 0.0, 0
@@ -78,6 +115,8 @@ def fit(
                 raise NonFiniteLoss(f"loss became {loss.item()} at step {step}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if before_step is not None:
+                before_step()
             opt.step()
             if sched is not None:
                 sched.step()
@@ -90,6 +129,45 @@ def fit(
                 progress(1)
         last = running / max(count, 1)
     return {"loss": last, "steps": step}
+
+
+@dataclass
+class Recipe:
+    """The supervised recipe that training methods share: derive a method's HParams from it
+    (`class HParams(Recipe)`, redeclaring a field to change its default) and train with
+    `fit_task`."""
+
+    lr: float = hp(0.01, space=(0.003, 0.01, 0.03), doc="step size")
+    epochs: int = hp(3, doc="passes over each task's data")
+    batch_size: int = hp(64, doc="mini-batch size")
+    optimizer: str = hp("sgd", doc="sgd (momentum 0.9), adam or adamw")
+    weight_decay: float = hp(0.0, doc="weight decay")
+
+
+def fit_task(
+    method: Method,
+    params: Iterable[nn.Parameter | dict],
+    task: Task,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    data: ImageData | None = None,
+    **options,
+) -> dict[str, float]:
+    """`fit` on a task's training data (or `data`) with the method's `Recipe` hyperparameters,
+    seeded by the run seed and the task index."""
+    h = method.hparams
+    return fit(
+        params,
+        task.train if data is None else data,
+        loss_fn,
+        epochs=h.epochs,
+        batch_size=h.batch_size,
+        lr=h.lr,
+        optimizer=h.optimizer,
+        weight_decay=h.weight_decay,
+        seed=method.info.seed + task.index,
+        device=method.device,
+        **options,
+    )
 
 
 def cross_entropy_on(
@@ -112,9 +190,17 @@ def cross_entropy_on(
 
 
 def extract_features(
-    backbone, data: ImageData, *, batch_size: int = 256, device: torch.device | str = "cpu"
+    backbone,
+    data: ImageData,
+    *,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    cache: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features [N, D], labels [N]) of a frozen backbone, in data order; cached during sweeps."""
+    """(features [N, D], labels [N]) of a frozen backbone, in data order; cached during sweeps.
+
+    `cache=False` for a backbone that a method has changed (e.g. with adapters): the cache key
+    knows only the backbone's spec, not what a method did to it."""
 
     @torch.no_grad()
     def compute():
@@ -127,6 +213,8 @@ def extract_features(
         backbone.train(was_training)
         return torch.cat(feats), torch.cat(labels)
 
+    if not cache:
+        return compute()
     feats, labels = cached(("features", backbone.identity, data.identity()), compute)
     return feats.to(device), labels.to(device)
 
@@ -151,35 +239,45 @@ def source_model(
     key = content_key(
         {**key_parts, "recipe": recipe, "seed": seed, "num_classes": num_classes, "version": SOURCE_VERSION}
     )
-    path = cache_dir() / "source_models" / f"{key}.pt"
     backbone.reset_head(num_classes)
-    with file_lock(path):
-        if path.exists():
-            backbone.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        else:
-            log.info("training source model %s on %s", key, source.describe())
-            torch.manual_seed(seed)
-            backbone.reset_head(num_classes)
-            backbone.train()
-            fit(
-                backbone.parameters(),
-                source,
-                cross_entropy_on(backbone, label_smoothing=0.1),
-                epochs=recipe["epochs"],
-                batch_size=recipe["batch_size"],
-                lr=recipe["lr"],
-                optimizer=recipe["optimizer"],
-                weight_decay=recipe.get("weight_decay", 0.0),
-                seed=seed,
-                device=device,
-            )
-            state = {k: v.detach().cpu() for k, v in backbone.state_dict().items()}
-            atomic_save(path, lambda tmp: torch.save(state, tmp))
+
+    def train() -> None:
+        log.info("training source model %s on %s", key, source.describe())
+        torch.manual_seed(seed)
+        backbone.reset_head(num_classes)
+        backbone.train()
+        fit(
+            backbone.parameters(),
+            source,
+            cross_entropy_on(backbone, label_smoothing=0.1),
+            epochs=recipe["epochs"],
+            batch_size=recipe["batch_size"],
+            lr=recipe["lr"],
+            optimizer=recipe["optimizer"],
+            weight_decay=recipe.get("weight_decay", 0.0),
+            seed=seed,
+            device=device,
+        )
+
+    cached_training(backbone, key, train)
     backbone.to(device)
     backbone.head_is_trained = True
     backbone.identity = content_key([backbone.identity, key])
     backbone.eval()
     return backbone
+
+
+def cached_training(module: nn.Module, key: str, train: Callable[[], None]) -> None:
+    """Load `module`'s state from the cache entry `key`, or run `train()` (which trains
+    `module` in place) and store the result; parallel workers train it once."""
+    path = cache_dir() / "source_models" / f"{key}.pt"
+    with file_lock(path):
+        if path.exists():
+            module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            return
+        train()
+        state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+        atomic_save(path, lambda tmp: torch.save(state, tmp))
 
 
 @contextlib.contextmanager

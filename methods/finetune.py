@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ctta import Method, Task, hp, register_method
-from ctta.training import cross_entropy_on, fit
+from ctta import Method, Task, register_method
+from ctta.training import Recipe, cross_entropy_on, fit_task
 
 
 @register_method("finetune")
@@ -20,12 +20,8 @@ class Finetune(Method):
     stream_kinds = frozenset({"class_incremental", "domain_incremental"})
 
     @dataclass
-    class HParams:
-        lr: float = hp(0.01, space=(0.003, 0.01, 0.03), doc="SGD step size")
-        epochs: int = hp(3, doc="passes over each task's data")
-        batch_size: int = hp(64, doc="mini-batch size")
-        optimizer: str = hp("sgd", doc="sgd (momentum 0.9), adam or adamw")
-        weight_decay: float = hp(0.0, doc="weight decay")
+    class HParams(Recipe):
+        pass
 
     def setup(self, backbone, info):
         self.info = info
@@ -33,21 +29,9 @@ class Finetune(Method):
         backbone.reset_head(info.num_classes)
 
     def learn(self, task: Task) -> dict[str, float]:
-        h = self.hparams
         self.model.train()
         loss = cross_entropy_on(self.model, classes=list(task.seen_classes))
-        return fit(
-            self.model.parameters(),
-            task.train,
-            loss,
-            epochs=h.epochs,
-            batch_size=h.batch_size,
-            lr=h.lr,
-            optimizer=h.optimizer,
-            weight_decay=h.weight_decay,
-            seed=self.info.seed + task.index,
-            device=self.device,
-        )
+        return fit_task(self, self.model.parameters(), task, loss)
 
     def predict(self, x):
         self.model.eval()

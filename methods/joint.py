@@ -11,7 +11,7 @@ import copy
 from dataclasses import dataclass
 
 from ctta import Method, Task, hp, register_method
-from ctta.training import cross_entropy_on, fit
+from ctta.training import Recipe, cross_entropy_on, fit_task
 
 
 @register_method("joint")
@@ -21,12 +21,8 @@ class Joint(Method):
     stream_kinds = frozenset({"class_incremental", "domain_incremental"})
 
     @dataclass
-    class HParams:
-        lr: float = hp(0.01, space=(0.003, 0.01, 0.03), doc="SGD step size")
+    class HParams(Recipe):
         epochs: int = hp(3, doc="passes over the accumulated data at each task")
-        batch_size: int = hp(64, doc="mini-batch size")
-        optimizer: str = hp("sgd", doc="sgd (momentum 0.9), adam or adamw")
-        weight_decay: float = hp(0.0, doc="weight decay")
         restart: bool = hp(True, doc="restart from the pretrained weights at every task (else continue)")
 
     def setup(self, backbone, info):
@@ -44,18 +40,7 @@ class Joint(Method):
         data = self._seen[0].union(*self._seen[1:])
         self.model.train()
         loss = cross_entropy_on(self.model, classes=list(task.seen_classes))
-        return fit(
-            self.model.parameters(),
-            data,
-            loss,
-            epochs=h.epochs,
-            batch_size=h.batch_size,
-            lr=h.lr,
-            optimizer=h.optimizer,
-            weight_decay=h.weight_decay,
-            seed=self.info.seed + task.index,
-            device=self.device,
-        )
+        return fit_task(self, self.model.parameters(), task, loss, data=data)
 
     def predict(self, x):
         self.model.eval()

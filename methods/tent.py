@@ -12,9 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ctta import hp, register_method
-from ctta.adaptation import AdaptiveMethod, softmax_entropy
-from ctta.params import norm_affine_parameters, train_only, use_batch_statistics
-from ctta.training import make_optimizer
+from ctta.adaptation import AdaptiveMethod, adapt_norm_layers, softmax_entropy
 
 
 @register_method("tent")
@@ -32,9 +30,7 @@ class Tent(AdaptiveMethod):
     def setup(self, backbone, info):
         self.info = info
         self.model = backbone
-        use_batch_statistics(backbone)
-        params = train_only(norm_affine_parameters(backbone), backbone)
-        self.optimizer = make_optimizer(params, self.hparams.optimizer, self.hparams.lr)
+        self.optimizer = adapt_norm_layers(backbone, self.hparams.optimizer, self.hparams.lr)
 
     def adapt(self, x):
         for _ in range(self.hparams.steps):

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 os.environ["CTTA_DEVICE"] = "cpu"
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One intra-op thread: on a machine whose cores are shared (CI, 2 cores for several jobs),
+# two threads made small-tensor tests (double backward, per-batch adaptation) 10x slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session", autouse=True)

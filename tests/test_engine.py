@@ -41,7 +41,7 @@ def test_run_id_ignores_spelled_out_defaults_and_device():
     b = RunSpec.parse(spec(CL_DEBUG, "finetune", lr=0.01, epochs=3))
     c = RunSpec.parse(spec(CL_DEBUG, "finetune", lr=0.02))
     assert a.run_id == b.run_id != c.run_id
-    assert a.method["lr"] == 0.01 and a.scenario["initial"] == 0
+    assert a.method["lr"] == 0.01 and a.scenario["num_tasks"] == 0
 
 
 def test_seed_changes_the_class_order():

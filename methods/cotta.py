@@ -1,0 +1,90 @@
+"""CoTTA: continual test-time adaptation with a mean teacher, augmentation averaging and
+stochastic restore.
+
+Wang, Fink, Van Gool, Dai: "Continual Test-Time Domain Adaptation" (CVPR 2022). Every
+parameter of the student is trained (BatchNorm with test-batch statistics). Per test batch:
+
+- the teacher (an exponential moving average of the student, α = `mt`) predicts the batch;
+  when the source model's ("anchor") mean top-1 confidence on the batch is below the
+  threshold `ap`, the teacher's prediction is instead the mean of its logits over
+  `n_augment` random augmentations (`ctta.augment.tta_augment`);
+- the student minimises the cross-entropy between the teacher's soft prediction and its own;
+- the teacher moves towards the student: θ' ← α·θ' + (1 − α)·θ;
+- stochastic restore: every element of every weight and bias returns to its source value
+  with probability `rst`.
+
+The teacher's (possibly augmentation-averaged) prediction is returned, as in the reference
+code; the teacher and anchor normalise with test-batch statistics like the student (they
+are copies of the configured model). Defaults are the CIFAR setting (Adam 1e-3, ap 0.92);
+ImageNet uses ap 0.1 and SGD 0.01. Augmentations are drawn per image (see ctta.augment).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from ctta import hp, register_method
+from ctta.adaptation import AdaptiveMethod
+from ctta.augment import tta_augment
+from ctta.params import freeze, use_batch_statistics
+from ctta.training import make_optimizer
+
+
+@register_method("cotta")
+class CoTTA(AdaptiveMethod):
+    """Mean teacher with augmentation averaging and stochastic restore (Wang et al., CVPR 2022)."""
+
+    @dataclass
+    class HParams(AdaptiveMethod.HParams):
+        lr: float = hp(1e-3, space=(1e-4, 1e-3), doc="step size on every student parameter")
+        ap: float = hp(
+            0.92,
+            space=(0.1, 0.72, 0.92),
+            doc="anchor confidence below which the teacher averages augmentations",
+        )
+        mt: float = hp(0.999, doc="EMA factor of the teacher")
+        rst: float = hp(0.01, doc="probability of restoring each weight element to its source value")
+        n_augment: int = hp(32, doc="augmented views averaged by the teacher")
+        flip: bool = hp(True, doc="horizontal flips among the augmentations (off for text-like images)")
+        optimizer: str = hp("adam", doc="adam (CIFAR setting) or sgd (ImageNet setting, momentum 0.9)")
+
+    def setup(self, backbone, info):
+        self.info = info
+        self.model = backbone
+        use_batch_statistics(backbone)
+        for p in backbone.parameters():
+            p.requires_grad_(True)
+        self.optimizer = make_optimizer(backbone.parameters(), self.hparams.optimizer, self.hparams.lr)
+        self.teacher = freeze(copy.deepcopy(backbone))
+        self.anchor = freeze(copy.deepcopy(backbone))
+        self.restorable = [
+            (p, q)
+            for (n, p), q in zip(backbone.named_parameters(), self.anchor.parameters())
+            if n.rsplit(".", 1)[-1] in ("weight", "bias")
+        ]
+
+    def adapt(self, x):
+        h = self.hparams
+        logits = self.model(x)
+        with torch.no_grad():
+            confidence = self.anchor(x).softmax(1).max(1).values.mean()
+            if confidence < h.ap:
+                teacher = torch.stack(
+                    [self.teacher(tta_augment(x, flip=h.flip)) for _ in range(h.n_augment)]
+                ).mean(0)
+            else:
+                teacher = self.teacher(x)
+        loss = -(teacher.softmax(1) * logits.log_softmax(1)).sum(1).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            for t, s in zip(self.teacher.parameters(), self.model.parameters()):
+                t.mul_(h.mt).add_(s, alpha=1 - h.mt)
+            for p, source in self.restorable:
+                restore = torch.rand_like(p) < h.rst
+                p.copy_(torch.where(restore, source, p))
+        return teacher

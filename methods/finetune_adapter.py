@@ -1,0 +1,55 @@
+"""Sequential adapter fine-tuning: the baseline under MOS and other adapter-based methods.
+
+The pretrained ViT stays frozen; one AdaptFormer adapter per block (ctta.adapters: parallel
+to the MLP, rank 16, dropout 0.1, scale 0.1; Chen et al., NeurIPS 2022) and the linear head
+are trained by cross-entropy over the classes seen so far (as `finetune`) on each task in
+turn. The same adapters serve every task: no per-task adapters, no merging, no retrieval,
+no classifier alignment, so what MOS adds on top shows as the gap between the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ctta import Method, Task, hp, register_method
+from ctta.adapters import adapter_parameters, add_adapter, insert_adapters, set_route
+from ctta.params import freeze
+from ctta.training import Recipe, cross_entropy_on, fit_task
+
+
+@register_method("finetune_adapter")
+class FinetuneAdapter(Method):
+    """Frozen ViT, one set of AdaptFormer adapters and the head fine-tuned task after task."""
+
+    stream_kinds = frozenset({"class_incremental", "domain_incremental"})
+    requires = frozenset({"vit"})
+
+    @dataclass
+    class HParams(Recipe):
+        lr: float = hp(0.03, space=(0.01, 0.03, 0.05), doc="step size")
+        epochs: int = hp(10, space=(5, 10, 20), doc="passes over each task's data")
+        batch_size: int = hp(48, doc="mini-batch size")
+        weight_decay: float = hp(5e-4, doc="weight decay")
+        rank: int = hp(16, doc="adapter bottleneck width r")
+        adapter_dropout: float = hp(0.1, doc="dropout inside the adapters")
+        adapter_scale: float = hp(0.1, doc="adapter output scale")
+
+    def setup(self, backbone, info):
+        h = self.hparams
+        self.info = info
+        self.model = freeze(backbone)
+        self.blocks = insert_adapters(backbone.model)
+        add_adapter(
+            self.blocks, rank=h.rank, dropout=h.adapter_dropout, scale=h.adapter_scale, warm_start=False
+        )
+        set_route(self.blocks, 0)
+        backbone.reset_head(info.num_classes)
+
+    def learn(self, task: Task) -> dict[str, float]:
+        self.model.train()
+        params = adapter_parameters(self.blocks, 0) + list(self.model.head.parameters())
+        return fit_task(self, params, task, cross_entropy_on(self.model, classes=list(task.seen_classes)))
+
+    def predict(self, x):
+        self.model.eval()
+        return self.model(x)

@@ -1,0 +1,244 @@
+"""ITTA: improved test-time adaptation with a learned consistency loss and adaptive parameters.
+
+Chen, Zhang, Song, Shan, Liu: "Improved Test-Time Adaptation for Domain Generalization"
+(CVPR 2023). ITTA changes both training and testing:
+
+- Training on the source domains. For features z of an image and z′ of a feature-level
+  MixStyle view of it (instance statistics mixed with another image's after the first or
+  second stage, each with probability ½), a *learnable consistency loss*
+  L_w = ‖f_w(z′ − z)‖² is added to the classification loss of both views; f_w is a chain of
+  element-wise affine+ReLU layers (depth 10, initialised to identity). The backbone and
+  classifier minimise CE(z) + CE(z′) + L_w; f_w's parameters w minimise the distance between
+  the standardised gradients (w.r.t. the backbone) of L_w and of the classification loss,
+  ‖∇L_w/σ − ∇CE/σ‖² (weight 0.1, Adam at 0.1× the source learning rate), so that minimising
+  L_w at test time moves the backbone the way the labelled loss would.
+- Testing. The backbone, classifier and f_w are frozen; *adaptive parameters* (element-wise
+  affine chains of depth 5, identity at initialisation) are inserted after every backbone
+  stage. For each test batch they take one Adam step on the frozen learned loss L_w of a
+  MixStyle view of the batch, then the batch is predicted with them.
+
+The original is written for ResNet-18 (chains after layer1..layer4 on C×H×W maps). Here the
+insertion points are the stages of `ctta.stages`: after every timm ViT block on the token
+features (N×D), after layer1..4 of ResNets, after each conv stage of small_cnn. ViT token
+features are signed, so the chains there have no ReLU between their affine layers (a ReLU
+would not be the identity at initialisation); CNN stages end in a ReLU, where the original
+affine+ReLU chain is the identity at initialisation.
+
+Deviations: the source recipe (epochs, optimiser, label smoothing 0.1) is the stream's ERM
+recipe, so ITTA and the ERM source model differ only by ITTA's losses; BatchNorm layers
+train during source training (small_cnn starts from scratch; the original freezes a
+pretrained ResNet's BN); the reference code multiplies the test loss by 1e-6 ("ada_lr") under
+Adam, which only damps the step where gradients fall below Adam's ε: we tune the step size
+`lr` instead. `reset` (never, as in the original; per_domain; per_batch) chooses when the
+adaptive parameters return to the identity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ctta import hp, register_method
+from ctta._cache import content_key
+from ctta.adaptation import AdaptiveMethod
+from ctta.params import freeze, train_only
+from ctta.stages import add_stage_hooks, stage_modules, stage_outputs_nonnegative
+from ctta.training import cached_training, fit, make_optimizer
+
+ITTA_VERSION = 1
+MIX_STAGES = 2  # MixStyle after the first or the second stage, as in the original
+
+
+class AffineChain(nn.Module):
+    """Element-wise affine layers (optionally with ReLU between them), identity at initialisation."""
+
+    def __init__(self, shape: tuple[int, ...], depth: int, relu: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(depth, *shape))
+        self.bias = nn.Parameter(torch.zeros(depth, *shape))
+        self.relu = relu
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        for i in range(len(self.weight)):
+            h = self.weight[i] * h + self.bias[i]
+            if self.relu and i < len(self.weight) - 1:
+                h = F.relu(h)
+        return h
+
+
+def mixstyle(h: torch.Tensor, alpha: float = 0.1, eps: float = 1e-6) -> torch.Tensor:
+    """MixStyle (Zhou et al., ICLR 2021): each sample's feature statistics (per channel, over
+    space for maps [B, C, H, W], over tokens for [B, N, D]) mixed with a random other sample's."""
+    dims = (2, 3) if h.dim() == 4 else (1,)
+    shape = (h.shape[0],) + (1,) * (h.dim() - 1)
+    mu = h.mean(dims, keepdim=True).detach()
+    sig = (h.var(dims, keepdim=True) + eps).sqrt().detach()
+    lam = torch.distributions.Beta(alpha, alpha).sample(shape).to(h)
+    perm = torch.randperm(h.shape[0], device=h.device)
+    return (h - mu) / sig * (lam * sig + (1 - lam) * sig[perm]) + (lam * mu + (1 - lam) * mu[perm])
+
+
+def standardized(grads: list[torch.Tensor]) -> torch.Tensor:
+    g = torch.cat([t.reshape(-1) for t in grads])
+    return (g - g.mean().detach()) / g.std().detach().clamp_min(1e-12)
+
+
+@register_method("itta")
+class ITTA(AdaptiveMethod):
+    """Learned consistency loss at training, adaptive affine chains at test (Chen et al., CVPR 2023)."""
+
+    trains_source = True
+
+    @dataclass
+    class HParams(AdaptiveMethod.HParams):
+        lr: float = hp(1e-4, space=(1e-5, 1e-4, 1e-3), doc="Adam step size of the adaptive parameters")
+        reset: Literal["never", "per_domain", "per_batch"] = hp(
+            "never", doc="when the adaptive parameters return to identity (the original never resets)"
+        )
+        steps: int = hp(1, doc="steps on the learned loss per test batch")
+        mapping_depth: int = hp(5, doc="affine layers per adaptive chain")
+        loss_depth: int = hp(10, doc="training: affine layers of the learned loss f_w")
+        align_weight: float = hp(0.1, doc="training: weight of the gradient-alignment objective of f_w")
+        loss_lr_factor: float = hp(0.1, doc="training: f_w's Adam step size relative to the source lr")
+
+    @classmethod
+    def check_compatible(cls, backbone, info):
+        super().check_compatible(backbone, info)
+        stage_modules(backbone)  # UserError naming the supported backbones
+
+    def setup(self, backbone, info):
+        h = self.hparams
+        self.info = info
+        self.model = backbone
+        self.reset_on_domain_change = h.reset == "per_domain"
+        self.stages = stage_modules(backbone)
+        self._mix_at: int | None = None
+        self._chains_on = False
+        self._hooks = add_stage_hooks(self.stages, self._after_stage)
+        shapes = self._stage_shapes(info.image_size)
+        if backbone.head is None or not backbone.head_is_trained:
+            backbone.reset_head(info.num_classes)
+        self.loss_net = AffineChain((backbone.feature_dim,), h.loss_depth, relu=True).to(info.device)
+        self._train_source()
+        freeze(backbone).eval()
+        freeze(self.loss_net)
+        relu = stage_outputs_nonnegative(backbone)
+        self.adaptive = nn.ModuleList(AffineChain(s, h.mapping_depth, relu) for s in shapes).to(info.device)
+        self._chains_on = True
+        self.optimizer = make_optimizer(train_only(self.adaptive.parameters(), self.adaptive), "adam", h.lr)
+
+    # -- feature hooks -----------------------------------------------------------------------
+    def _after_stage(self, i: int, out: torch.Tensor) -> torch.Tensor:
+        if self._mix_at == i:  # a MixStyle view of the batch travels alongside it from here on
+            out = torch.cat([out, mixstyle(out)])
+        if self._chains_on:
+            out = self.adaptive[i](out)
+        return out
+
+    @torch.no_grad()
+    def _stage_shapes(self, image_size: int) -> list[tuple[int, ...]]:
+        shapes: list[tuple[int, ...]] = []
+        probes = [
+            s.register_forward_hook(lambda m, a, out: shapes.append(tuple(out.shape[1:])))
+            for s in self.stages
+        ]
+        was_training = self.model.training
+        self.model.eval()
+        self.model.features(torch.zeros(1, 3, image_size, image_size, device=self.info.device))
+        self.model.train(was_training)
+        for probe in probes:
+            probe.remove()
+        return shapes
+
+    def _views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of x and of its MixStyle view (mixed after a random one of the first stages)."""
+        self._mix_at = int(torch.randint(min(MIX_STAGES, len(self.stages)), ()))
+        try:
+            z, z_aug = self.model.features(x).chunk(2)
+        finally:
+            self._mix_at = None
+        return z, z_aug
+
+    def _learned_loss(self, z: torch.Tensor, z_aug: torch.Tensor) -> torch.Tensor:
+        return self.loss_net(z_aug - z).pow(2).mean()
+
+    # -- training on the source domains ----------------------------------------------------
+    def _train_source(self) -> None:
+        h, info = self.hparams, self.info
+        recipe = info.extra["source_recipe"]
+        key = content_key(
+            {
+                "method": "itta",
+                "version": ITTA_VERSION,
+                "backbone": self.model.identity,
+                "source": info.source.identity(),
+                "recipe": recipe,
+                "seed": info.seed,
+                "num_classes": info.num_classes,
+                "loss": [h.loss_depth, h.align_weight, h.loss_lr_factor],
+            }
+        )
+        cached_training(nn.ModuleList([self.model, self.loss_net]), key, lambda: self._fit(recipe))
+        self.model.head_is_trained = True
+
+    def _fit(self, recipe: dict) -> None:
+        h, model = self.hparams, self.model
+        torch.manual_seed(self.info.seed)
+        model.train()
+        for m in model.modules():  # double backward needs timm's attention without the fused kernel
+            if hasattr(m, "fused_attn"):
+                m.fused_attn = False
+        trunk = [p for p in model.trunk.parameters() if p.requires_grad]
+        loss_params = list(self.loss_net.parameters())
+        loss_opt = torch.optim.Adam(loss_params, lr=recipe["lr"] * h.loss_lr_factor)
+        pending: list[torch.Tensor] = []
+
+        def loss_fn(x, y):
+            z, z_aug = self._views(x)
+            classification = F.cross_entropy(model.head(z), y, label_smoothing=0.1) + F.cross_entropy(
+                model.head(z_aug), y, label_smoothing=0.1
+            )
+            consistency = self._learned_loss(z, z_aug)
+            g_loss = torch.autograd.grad(consistency, trunk, create_graph=True, allow_unused=True)
+            g_cls = torch.autograd.grad(classification, trunk, retain_graph=True, allow_unused=True)
+            pairs = [(a, b) for a, b in zip(g_loss, g_cls) if a is not None and b is not None]
+            align = (standardized([a for a, _ in pairs]) - standardized([b for _, b in pairs]).detach()).pow(
+                2
+            )
+            pending[:] = torch.autograd.grad(h.align_weight * align.mean(), loss_params, retain_graph=True)
+            return classification + consistency
+
+        def step_loss_net():  # after the backbone's step: f_w may not change under its graph
+            for p, g in zip(loss_params, pending):
+                p.grad = g
+            loss_opt.step()
+
+        fit(
+            list(model.parameters()),
+            self.info.source,
+            loss_fn,
+            epochs=recipe["epochs"],
+            batch_size=recipe["batch_size"],
+            lr=recipe["lr"],
+            optimizer=recipe["optimizer"],
+            weight_decay=recipe.get("weight_decay", 0.0),
+            seed=self.info.seed,
+            device=self.info.device,
+            after_step=step_loss_net,
+        )
+
+    # -- test time ---------------------------------------------------------------------------
+    def adapt(self, x):
+        if self.hparams.reset == "per_batch":
+            self.reset()
+        for _ in range(self.hparams.steps):
+            loss = self._learned_loss(*self._views(x))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        with torch.no_grad():
+            return self.model(x)

@@ -1,0 +1,90 @@
+"""SAR: sharpness-aware and reliable entropy minimisation, with model recovery.
+
+Niu, Wu, Zhang, Wen, Chen, Zhao, Tan: "Towards Stable Test-Time Adaptation in Dynamic Wild
+World" (ICLR 2023). Per test batch:
+
+1. reliable samples: entropy below E₀ = 0.4·ln K (`e_margin` · ln K);
+2. sharpness-aware step (SAM, Foret et al. 2021): the gradient g of their mean entropy moves
+   the parameters to θ + ρ·g/‖g‖; there the entropy of the same samples is recomputed, the
+   samples still below E₀ are kept, and the gradient of their mean entropy at the perturbed
+   point updates θ (SGD, momentum 0.9);
+3. model recovery: an exponential moving average (0.9) of that second loss; when it falls
+   below `reset_constant` (collapse to confident trivial solutions), the model is reset to
+   the source model.
+
+Parameters: the affine parameters of the normalisation layers outside the top quarter of
+the backbone's stages and outside the final norm (the reference code skips ResNet-50's
+layer4 and ViT-B's blocks 9-11; `ctta.stages.lower_norm_parameters`); BatchNorm uses
+test-batch statistics. The returned prediction is the first forward's, before the update.
+A batch without a reliable sample changes nothing (the reference code steps with zero
+gradients and momentum only).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ctta import hp, register_method
+from ctta.adaptation import AdaptiveMethod, adapt_norm_layers, softmax_entropy
+from ctta.stages import lower_norm_parameters
+
+
+@register_method("sar")
+class SAR(AdaptiveMethod):
+    """Sharpness-aware reliable entropy minimisation with model recovery (Niu et al., ICLR 2023)."""
+
+    requires = frozenset({"norm"})
+
+    @dataclass
+    class HParams(AdaptiveMethod.HParams):
+        lr: float = hp(
+            1e-3, space=(1e-4, 1e-3, 1e-2), doc="SGD step size (the paper: 2.5e-4 ResNet, 1e-3 ViT)"
+        )
+        rho: float = hp(0.05, doc="SAM neighbourhood radius")
+        e_margin: float = hp(0.4, doc="E₀ as a fraction of ln(num_classes)")
+        reset_constant: float = hp(0.2, space=(0.1, 0.2), doc="reset when the loss EMA falls below this")
+        top_fraction: float = hp(0.25, doc="fraction of top stages whose norm layers stay frozen")
+        optimizer: str = hp("sgd", doc="base optimiser of SAM: sgd (momentum 0.9) or adam")
+
+    def setup(self, backbone, info):
+        h = self.hparams
+        self.info = info
+        self.model = backbone
+        self.params = lower_norm_parameters(backbone, h.top_fraction)
+        self.optimizer = adapt_norm_layers(backbone, h.optimizer, h.lr, params=self.params)
+        self.e0 = h.e_margin * math.log(info.num_classes)
+        self.register_buffer("loss_ema", torch.full((), float("nan"), device=info.device))
+        self.recoveries = 0  # model resets triggered by the EMA, for diagnostics
+
+    def adapt(self, x):
+        h = self.hparams
+        logits = self.model(x)
+        entropy = softmax_entropy(logits)
+        reliable = entropy < self.e0
+        if not reliable.any():
+            return logits.detach()
+        grads = torch.autograd.grad(entropy[reliable].mean(), self.params)
+        norm = torch.sqrt(sum((g**2).sum() for g in grads))
+        steps = [h.rho * g / (norm + 1e-12) for g in grads]
+        with torch.no_grad():
+            for p, e in zip(self.params, steps):
+                p.add_(e)
+        second = softmax_entropy(self.model(x))[reliable]
+        second = second[second < self.e0]
+        self.optimizer.zero_grad(set_to_none=True)
+        if len(second):
+            second.mean().backward()
+        with torch.no_grad():
+            for p, e in zip(self.params, steps):
+                p.sub_(e)
+        if len(second):
+            self.optimizer.step()
+            value = second.mean().detach()
+            self.loss_ema.copy_(torch.where(self.loss_ema.isnan(), value, 0.9 * self.loss_ema + 0.1 * value))
+            if self.loss_ema < h.reset_constant:
+                self.reset()
+                self.recoveries += 1
+        return logits.detach()
