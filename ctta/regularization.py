@@ -1,7 +1,8 @@
 """Quadratic parameter regularisation for continual learning: L2 and EWC.
 
 One penalty, `lam/2 * sum_i w_i (theta_i - anchor_i)^2`, over the parameters a glob filter
-selects (`blocks.*.attn.*` by default: the self-attention weights of a ViT's blocks, where
+selects (`blocks.*.attn.*` by default, or `visual.transformer.resblocks.*.attn.*` in an open_clip
+image tower: the self-attention weights of a ViT's blocks, where
 Smith et al. found it works best on pretrained ViTs). The weights w are 1 for L2 and the
 diagonal Fisher information for EWC (Kirkpatrick et al., PNAS 2017), accumulated over tasks
 with an optional decay (online EWC, Schwarz et al. 2018). The anchor is the weights after
@@ -212,7 +213,9 @@ class RegularizedFinetuning(Method):
             100.0, space=(1.0, 10.0, 100.0), doc="lambda: penalty lam/2 * sum w (theta - anchor)^2"
         )
         params: tuple[str, ...] = hp(
-            ("blocks.*.attn.*",), doc="globs over timm parameter names: the regularised parameters"
+            ("blocks.*.attn.*", "visual.transformer.resblocks.*.attn.*"),
+            doc="globs over parameter names: the regularised parameters (default: the self-attention "
+            "weights of a timm or an open_clip ViT)",
         )
         train: Literal["filtered", "all"] = hp(
             "filtered", doc="train the filtered parameters and the head, or the whole backbone"
