@@ -324,7 +324,7 @@ def tiny_vit_path() -> Path:
 def tiny_vit(pretrained: bool = True, weights: str | None = None) -> Backbone:
     """timm ViT (32 px, patch 4, width 96, depth 4, 3 heads; 0.45 M parameters), pretrained by
     `ctta pretrain vit` on glyph classes disjoint from every benchmark's. Pretrains on first
-    use (about 2 minutes on 2 CPU cores) and caches the weights."""
+    use (about 3 minutes on 2 idle CPU cores) and caches the weights."""
     model = vit(TINY_VIT)
     if weights or pretrained:
         if weights is None:

@@ -55,7 +55,7 @@ def ensure_tiny_vit(*, force: bool = False, progress: bool = False) -> Path:
     path = tiny_vit_path()
     with file_lock(path):  # parallel workers wait for one pretraining instead of racing
         if force or not path.exists():
-            log.warning("pretraining the tiny ViT (once; about 2 minutes on 2 CPU cores)")
+            log.warning("pretraining the tiny ViT (once; about 3 minutes on 2 idle CPU cores)")
             report = _pretrain_vit(path, progress=progress)
             atomic_write_bytes(path.with_suffix(".json"), json.dumps(report, indent=1).encode())
     return path
