@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ctta-installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo results test chromium lint venv clean
 
 venv: $(STAMP)
 
@@ -18,10 +18,23 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/ctta sweep launch protocols/default.yaml
 	$(BIN)/ctta collect runs/default
+	$(BIN)/ctta leaderboard runs/default --out runs/default/leaderboard
+	$(BIN)/ctta plot runs/default --out runs/default/figures
+
+# The committed results/ (leaderboard and figures shown in README.md), redrawn from runs/default.
+results: demo
+	$(BIN)/ctta leaderboard runs/default --out results
+	$(BIN)/ctta plot runs/default --out results/figures
 
 # The suite runs with a throw-away local Slurm cluster (installed when missing, stopped on exit).
-test: $(STAMP)
+test: $(STAMP) chromium
 	bash tools/slurm/with-slurm.sh $(BIN)/python -m pytest
+
+# The leaderboard's browser test drives Debian's chromium; installed once, when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check ctta scenarios methods protocols tests benchmarks

@@ -205,6 +205,29 @@ def pretrain_cmd(what: str, force: bool) -> None:
     click.echo(f"weights: {path}")
 
 
+@cli.command("leaderboard")
+@click.argument("results", type=click.Path(file_okay=False))
+@click.option("--out", help="Output folder (default RESULTS/leaderboard).")
+def leaderboard_cmd(results: str, out: str | None) -> None:
+    """Leaderboards of RESULTS per study and scored scenario: Markdown, sortable HTML, CSV, JSON."""
+    from .leaderboard import write_leaderboards
+
+    for path in write_leaderboards(results, out or Path(results) / "leaderboard"):
+        click.echo(f"wrote {path}")
+
+
+@cli.command("plot")
+@click.argument("results", type=click.Path(file_okay=False))
+@click.option("--out", help="Output folder (default RESULTS/figures).")
+def plot_cmd(results: str, out: str | None) -> None:
+    """The figures of RESULTS (PNG and PDF): accuracy curves and matrices, protocol gap, rank
+    shift, sensitivity, test-time errors and online accuracy, cost vs score."""
+    from .plots import write_figures
+
+    for path in write_figures(results, out or Path(results) / "figures"):
+        click.echo(f"wrote {path}")
+
+
 cli.add_command(sweep_cmd)
 
 
