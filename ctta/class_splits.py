@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .api import Task
+from .api import ContinualStream, StreamInfo, Task
 from .data import ImageData
 
 
@@ -31,3 +31,30 @@ def class_tasks(
         tests.append(test.with_classes(new))
         start += size
     return tasks, tests
+
+
+def class_stream(
+    train: ImageData,
+    test: ImageData,
+    order: list[int],
+    sizes: Sequence[int],
+    *,
+    image_size,
+    seed,
+    device,
+    **extra,
+) -> ContinualStream:
+    """The class-incremental stream over data relabelled by `order`, its tasks of `sizes`
+    classes; `extra` joins the class order and task sizes in the stream's metadata."""
+    info = StreamInfo(
+        kind="class_incremental",
+        num_classes=len(order),
+        class_names=train.class_names,
+        image_size=image_size,
+        seed=seed,
+        device=device,
+        num_tasks=len(sizes),
+        extra={"class_order": order, "task_sizes": sizes, **extra},
+    )
+    tasks, tests = class_tasks(train, test, sizes)
+    return ContinualStream(info=info, tasks=tasks, tests=tests)

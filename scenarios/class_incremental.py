@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ctta import ContinualStream, Scenario, StreamInfo, hp, register_scenario
-from ctta.class_splits import class_order, class_tasks
+from ctta import ContinualStream, Scenario, hp, register_scenario
+from ctta.class_splits import class_order, class_stream
 from ctta.data import load_dataset
 from ctta.errors import UserError, choices_error
 from ctta.pools import class_pool, per_class
@@ -107,15 +107,4 @@ class ClassIncremental(Scenario):
         order = order[: sum(sizes)]
         train = per_class(train_all.relabel(order), c.train_per_class, seed)
         test = per_class(test_all.relabel(order), c.test_per_class, seed)
-        info = StreamInfo(
-            kind=self.kind,
-            num_classes=len(order),
-            class_names=train.class_names,
-            image_size=image_size,
-            seed=seed,
-            device=device,
-            num_tasks=len(sizes),
-            extra={"class_order": order, "task_sizes": sizes},
-        )
-        tasks, tests = class_tasks(train, test, sizes)
-        return ContinualStream(info=info, tasks=tasks, tests=tests)
+        return class_stream(train, test, order, sizes, image_size=image_size, seed=seed, device=device)

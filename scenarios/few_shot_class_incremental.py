@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ctta import ContinualStream, Scenario, StreamInfo, hp, register_scenario
-from ctta.class_splits import class_order, class_tasks
+from ctta import ContinualStream, Scenario, hp, register_scenario
+from ctta.class_splits import class_order, class_stream
 from ctta.data import ImageData, load_dataset
 from ctta.errors import UserError
 from ctta.pools import class_pool, per_class
@@ -144,18 +144,17 @@ class FewShotClassIncremental(Scenario):
         base = per_class(train.with_classes(range(c.base_classes)), c.base_per_class, derive_seed(seed, 1))
         train = base.union(train.with_classes(range(c.base_classes, len(order))))
         test = per_class(test_all.relabel(order), c.test_per_class, seed)
-        info = StreamInfo(
-            kind=self.kind,
-            num_classes=len(order),
-            class_names=train.class_names,
+        return class_stream(
+            train,
+            test,
+            order,
+            sizes,
             image_size=image_size,
             seed=seed,
             device=device,
-            num_tasks=len(sizes),
-            extra={"class_order": order, "task_sizes": sizes, "ways": sizes[1:], "shots": c.shots},
+            ways=sizes[1:],
+            shots=c.shots,
         )
-        tasks, tests = class_tasks(train, test, sizes)
-        return ContinualStream(info=info, tasks=tasks, tests=tests)
 
     def _sizes(self, n_classes: int) -> list[int]:
         c = self.config
