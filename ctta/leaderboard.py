@@ -149,10 +149,12 @@ UNRANKED = {"method", "seeds", "hparams", "gap", "rank_change"}
 
 
 def _best(table: pd.DataFrame, column: str):
-    """The best value of a column (None when there is nothing to choose between)."""
+    """The best value of a column as shown (rounded as in the table, so that values that look
+    equal are marked alike); None when there is nothing to choose between."""
     if column in UNRANKED:
         return None
-    values = table[column].dropna()
+    values = table[column].dropna().map(lambda v: _number(column, v))
+    values = values.map(lambda t: float(t.replace(",", "")))
     if values.nunique() < 2:
         return None
     return values.max() if higher_is_better(column) else values.min()
@@ -178,7 +180,8 @@ def display_table(table: pd.DataFrame, bold: tuple[str, str] = ("**", "**")) -> 
             sd = row.get(f"{c}_std")
             if sd is not None and isinstance(sd, float) and not math.isnan(sd):
                 text += f" ± {sd:.1f}"
-            cells.append(f"{bold[0]}{text}{bold[1]}" if best is not None and v == best else text)
+            marked = best is not None and float(_number(c, v).replace(",", "")) == best
+            cells.append(f"{bold[0]}{text}{bold[1]}" if marked else text)
         shown[LABELS.get(c, f"{c} (%)" if c.startswith("acc@") else c)] = cells
     return shown
 

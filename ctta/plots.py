@@ -9,6 +9,7 @@ column, 7 in across). `method_colors` gives every method one colour in every fig
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import matplotlib
@@ -234,7 +235,8 @@ def figures(res: Results) -> dict[str, plt.Figure]:
         continual = runs["kind"].iloc[0] != "test_time"
         cases = list(dict.fromkeys(runs["case"]))
         for i, case in enumerate(cases):
-            tag = study if len(cases) == 1 else f"{study}-{i + 1}"
+            label = case if re.fullmatch(r"[\w.-]+", case) else str(i + 1)  # a test label, or its position
+            tag = study if len(cases) == 1 else f"{study}-{label}"
             here = runs[runs.case == case]
             if continual:
                 out[f"{tag}-1-accuracy-curve"] = accuracy_curve(here, colors)
