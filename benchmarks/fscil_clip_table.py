@@ -34,7 +34,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--results", default="runs/fscil_clip")
-    parser.add_argument("--per-class", type=int, default=10, help="glyph training images per class and domain")
+    parser.add_argument(
+        "--per-class", type=int, default=10, help="glyph training images per class and domain"
+    )
     parser.add_argument("--base-epochs", type=int, default=5)
     args = parser.parse_args()
     scenario = {
@@ -48,7 +50,12 @@ def main() -> None:
         records = []
         for seed in args.seeds:
             hparams = {} if method["name"] == "clip_zeroshot" else {"base_epochs": args.base_epochs}
-            spec = {"scenario": scenario, "method": {**method, **hparams}, "backbone": "tiny_clip", "seed": seed}
+            spec = {
+                "scenario": scenario,
+                "method": {**method, **hparams},
+                "backbone": "tiny_clip",
+                "seed": seed,
+            }
             t = time.perf_counter()
             rec = execute(spec, store=store, progress=True)
             if rec["status"] != "done":

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import hp
 from .errors import UserError
+from .training import Recipe
 
 BLOCK_PARTS = ("norm1", "attn", "ls1", "drop_path1", "norm2", "mlp", "ls2", "drop_path2")
 
@@ -127,3 +130,16 @@ def mean_adapter(blocks: list[AdaptedBlock], indices: range) -> list[torch.Tenso
 def merge_toward(params: list[nn.Parameter], target: list[torch.Tensor], weight: float) -> None:
     """params <- (1 - weight) * params + weight * target, in place."""
     torch._foreach_lerp_(params, target, weight)
+
+
+@dataclass
+class AdapterRecipe(Recipe):
+    """The training recipe of adapter methods (AdaptFormer on a frozen ViT, as in MOS)."""
+
+    lr: float = hp(0.03, space=(0.01, 0.03, 0.05), doc="step size of the adapters")
+    epochs: int = hp(10, space=(5, 10, 20), doc="passes over each task's data")
+    batch_size: int = hp(48, doc="mini-batch size")
+    weight_decay: float = hp(5e-4, doc="weight decay (adapters and head)")
+    rank: int = hp(16, doc="adapter bottleneck width r")
+    adapter_dropout: float = hp(0.1, doc="dropout inside the adapters")
+    adapter_scale: float = hp(0.1, doc="adapter output scale")

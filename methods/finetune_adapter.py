@@ -9,12 +9,10 @@ no classifier alignment, so what MOS adds on top shows as the gap between the tw
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ctta import Method, Task, hp, register_method
-from ctta.adapters import adapter_parameters, add_adapter, insert_adapters, set_route
+from ctta import Method, Task, register_method
+from ctta.adapters import AdapterRecipe, adapter_parameters, add_adapter, insert_adapters, set_route
 from ctta.params import freeze
-from ctta.training import Recipe, cross_entropy_on, fit_task
+from ctta.training import cross_entropy_on, fit_task
 
 
 @register_method("finetune_adapter")
@@ -24,15 +22,7 @@ class FinetuneAdapter(Method):
     stream_kinds = frozenset({"class_incremental", "domain_incremental"})
     requires = frozenset({"vit"})
 
-    @dataclass
-    class HParams(Recipe):
-        lr: float = hp(0.03, space=(0.01, 0.03, 0.05), doc="step size")
-        epochs: int = hp(10, space=(5, 10, 20), doc="passes over each task's data")
-        batch_size: int = hp(48, doc="mini-batch size")
-        weight_decay: float = hp(5e-4, doc="weight decay")
-        rank: int = hp(16, doc="adapter bottleneck width r")
-        adapter_dropout: float = hp(0.1, doc="dropout inside the adapters")
-        adapter_scale: float = hp(0.1, doc="adapter output scale")
+    HParams = AdapterRecipe
 
     def setup(self, backbone, info):
         h = self.hparams

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from ctta import Method, Task, hp, register_method
 from ctta.adapters import (
+    AdapterRecipe,
     adapter_parameters,
     add_adapter,
     insert_adapters,
@@ -51,7 +52,7 @@ from ctta.class_stats import GaussianClassStats, align_classifier
 from ctta.heads import PrototypeHead
 from ctta.params import freeze
 from ctta.seeding import derive_seed
-from ctta.training import Recipe, extract_features, fit_task
+from ctta.training import extract_features, fit_task
 
 MOS_STREAM = 0x4D4F53  # separates MOS's Gaussian sampling from other uses of the run seed
 
@@ -70,15 +71,8 @@ class MOS(Method):
     requires = frozenset({"vit"})
 
     @dataclass
-    class HParams(Recipe):
-        lr: float = hp(0.03, space=(0.01, 0.03, 0.05), doc="step size of the adapters")
-        epochs: int = hp(10, space=(5, 10, 20), doc="passes over each task's data")
-        batch_size: int = hp(48, doc="mini-batch size")
-        weight_decay: float = hp(5e-4, doc="weight decay (adapters and head)")
+    class HParams(AdapterRecipe):
         head_lr_scale: float = hp(0.1, doc="the head trains at lr * head_lr_scale")
-        rank: int = hp(16, doc="adapter bottleneck width r")
-        adapter_dropout: float = hp(0.1, doc="dropout inside the adapters")
-        adapter_scale: float = hp(0.1, doc="adapter output scale")
         merge: float = hp(
             0.1, space=(0.0, 0.05, 0.1, 0.2), doc="m: pull towards the mean of previous adapters"
         )

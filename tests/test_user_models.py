@@ -238,7 +238,9 @@ def test_factory_names_resolve_unambiguously(user_module):
         resolve_backbone("byo_unit:biuld")
     with pytest.raises(UserError) as err:
         resolve_backbone("no_such_module_xyz:build")
-    assert "unknown backbone 'no_such_module_xyz:build'; valid choices: debug_clip, debug_vit" in str(err.value)
+    assert "unknown backbone 'no_such_module_xyz:build'; valid choices: debug_clip, debug_vit" in str(
+        err.value
+    )
     assert str(err.value).endswith(
         "or module.path:factory: a Python callable returning a torch.nn.Module "
         "(importable: installed, on PYTHONPATH or in the current folder)"
