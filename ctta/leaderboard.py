@@ -160,30 +160,40 @@ def _best(table: pd.DataFrame, column: str):
     return values.max() if higher_is_better(column) else values.min()
 
 
-def display_table(table: pd.DataFrame, bold: tuple[str, str] = ("**", "**")) -> pd.DataFrame:
-    """Strings for people: 'mean ± std' cells, the best value per column wrapped in `bold`."""
+def _cells(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Strings for people ('mean ± std' cells, headers with units) and, of the same shape, which
+    cells hold their column's best value."""
     shown = pd.DataFrame({"method": table["method"]})
+    marks = pd.DataFrame({"method": False}, index=table.index)
     for c in table.columns:
         if c in ("method",) or c.endswith("_std"):
             continue
         best = _best(table, c)
-        cells = []
+        cells, marked = [], []
         for _, row in table.iterrows():
             v = row[c]
             if c == "hparams":
                 cells.append(v if isinstance(v, str) else "")
-                continue
-            if v is None or (isinstance(v, float) and math.isnan(v)):
+            elif v is None or (isinstance(v, float) and math.isnan(v)):
                 cells.append("–")
+            else:
+                text = _number(c, v)
+                marked.append(best is not None and float(text.replace(",", "")) == best)
+                sd = row.get(f"{c}_std")
+                if sd is not None and isinstance(sd, float) and not math.isnan(sd):
+                    text += f" ± {sd:.1f}"
+                cells.append(text)
                 continue
-            text = _number(c, v)
-            sd = row.get(f"{c}_std")
-            if sd is not None and isinstance(sd, float) and not math.isnan(sd):
-                text += f" ± {sd:.1f}"
-            marked = best is not None and float(_number(c, v).replace(",", "")) == best
-            cells.append(f"{bold[0]}{text}{bold[1]}" if marked else text)
-        shown[LABELS.get(c, f"{c} (%)" if c.startswith("acc@") else c)] = cells
-    return shown
+            marked.append(False)
+        label = LABELS.get(c, f"{c} (%)" if c.startswith("acc@") else c)
+        shown[label], marks[label] = cells, marked
+    return shown, marks
+
+
+def display_table(table: pd.DataFrame, bold: tuple[str, str] = ("**", "**")) -> pd.DataFrame:
+    """Strings for people, the best value per column wrapped in `bold`."""
+    shown, marks = _cells(table)
+    return shown.where(~marks, bold[0] + shown + bold[1])
 
 
 def _number(column: str, v) -> str:
@@ -260,10 +270,10 @@ td.best { font-weight: bold; background: #e3f4e1; }
 def html_page(tables: dict, res: Results) -> str:
     sections = []
     for key, table in tables.items():
-        shown = display_table(table, bold=("", ""))
-        best = display_table(table, bold=("\x00", ""))  # marks where the best values are
-        styler = shown.style.hide(axis="index").set_table_attributes('class="leaderboard"')
-        styler = styler.set_td_classes(best.map(lambda s: "best" if str(s).startswith("\x00") else ""))
+        shown, marks = _cells(table)
+        styler = shown.style.set_uuid(_anchor(key)).hide(axis="index")  # stable ids: files diff cleanly
+        styler = styler.set_table_attributes('class="leaderboard"')
+        styler = styler.set_td_classes(marks.replace({True: "best", False: ""}))
         sections.append(
             f'<section id="{_anchor(key)}"><h2>{html.escape(_title(key, res))}</h2>{styler.to_html()}</section>'
         )

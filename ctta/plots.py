@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib
@@ -223,10 +224,10 @@ def cost_vs_score(table: pd.DataFrame, colors: dict, metric: str) -> plt.Figure:
 
 
 # --------------------------------------------------------------------------- the whole store
-def figures(res: Results) -> dict[str, plt.Figure]:
-    """{file stem: figure} for everything the store's honest studies allow."""
+def figures(res: Results) -> Iterator[tuple[str, plt.Figure]]:
+    """(file stem, figure) for everything the store's honest studies allow, one at a time so
+    that a caller can save and close each before the next is drawn."""
     colors = method_colors(res.records["method"])
-    out: dict[str, plt.Figure] = {}
     for study in honest_studies(res):
         runs = eval_records(res, study)
         if runs.empty:
@@ -239,24 +240,23 @@ def figures(res: Results) -> dict[str, plt.Figure]:
             tag = study if len(cases) == 1 else f"{study}-{label}"
             here = runs[runs.case == case]
             if continual:
-                out[f"{tag}-1-accuracy-curve"] = accuracy_curve(here, colors)
-                out[f"{tag}-2-accuracy-matrix"] = accuracy_matrices(here)
+                yield f"{tag}-1-accuracy-curve", accuracy_curve(here, colors)
+                yield f"{tag}-2-accuracy-matrix", accuracy_matrices(here)
             else:
-                out[f"{tag}-6-test-time"] = tta_errors(here, colors)
+                yield f"{tag}-6-test-time", tta_errors(here, colors)
         gap = res.gap[res.gap.study == study] if not res.gap.empty else pd.DataFrame()
         if gap.empty or gap["oracle"].isna().all():
             log.info("%s: no oracle study measures its gap: figures 3 and 4 skipped", study)
         else:
             gap = gap.merge(_oracle_std(res), on=["oracle_study", "method"], how="left")
-            out[f"{study}-3-protocol-gap"] = gap_bars(gap, colors)
-            out[f"{study}-4-rank-shift"] = rank_shift(gap, colors)
+            yield f"{study}-3-protocol-gap", gap_bars(gap, colors)
+            yield f"{study}-4-rank-shift", rank_shift(gap, colors)
         tune = res.tune[(res.tune.study == study)] if not res.tune.empty else pd.DataFrame()
         if not tune.empty and tune["score"].notna().any():
-            out[f"{study}-5-sensitivity"] = sensitivity(tune, colors)
+            yield f"{study}-5-sensitivity", sensitivity(tune, colors)
         metric = "last_acc" if continual else "online_acc"
         per_method = runs.groupby("method")[[metric, "wall_s"]].mean().reset_index()
-        out[f"{study}-7-cost-vs-score"] = cost_vs_score(per_method, colors, metric)
-    return out
+        yield f"{study}-7-cost-vs-score", cost_vs_score(per_method, colors, metric)
 
 
 def _oracle_std(res: Results) -> pd.DataFrame:
@@ -270,7 +270,7 @@ def write_figures(results: str | Path, out: str | Path) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for stem, fig in figures(res).items():
+    for stem, fig in figures(res):
         for ext in ("png", "pdf"):
             paths.append(out / f"{stem}.{ext}")
             fig.savefig(paths[-1], bbox_inches="tight")
