@@ -37,8 +37,9 @@ chromium:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(STAMP)
-	$(BIN)/ruff check ctta scenarios methods protocols tests benchmarks
-	$(BIN)/ruff format --check ctta scenarios methods protocols tests benchmarks
+	$(BIN)/ruff check ctta scenarios methods protocols tests benchmarks tools
+	$(BIN)/ruff format --check ctta scenarios methods protocols tests benchmarks tools
+	$(BIN)/python tools/lint_imports.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -21,8 +21,8 @@ import warnings
 
 import numpy as np
 
-from ctta.engine import execute
-from ctta.store import Store
+from ctta.run.engine import execute
+from ctta.run.store import Store
 
 # One recipe for all (SGD, momentum 0.9, batch 32, 5 epochs per task, cosine per task); step
 # sizes and lambdas chosen on the first-half pool, seed 1993.

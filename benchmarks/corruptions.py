@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from ctta.corruptions import _PARAMS, CORRUPTIONS, corrupt
+from ctta.data.corruptions import _PARAMS, CORRUPTIONS, corrupt
 
 SEVERITY = 3
 Reference = Callable[[np.ndarray, tuple, np.random.RandomState], np.ndarray]

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ctta.engine import execute, prepare
-from ctta.spec import RunSpec
+from ctta.plan.spec import RunSpec
+from ctta.run.engine import execute, prepare
 
 SCENARIO = {"name": "class_incremental", "dataset": "digits", "increment": 2}
 

@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 import torch
 
-from ctta.engine import execute
+from ctta.run.engine import execute
 
 
 def specs(args) -> dict[str, dict]:

@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from ctta import hp, register_method
-from ctta.engine import execute
-from ctta.features import feature_cache
+from ctta.kit.features import feature_cache
 from ctta.methods.simplecil import SimpleCIL
-from ctta.store import Store
-from ctta.sweep import load_sweep
+from ctta.run.engine import execute
+from ctta.run.store import Store
+from ctta.sweep.studies import load_sweep
 
 ALPHAS = tuple(float(a) for a in np.round(np.linspace(0.0, 1.5, 16), 3))
 

@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from ctta.engine import execute
-from ctta.store import Store
+from ctta.run.engine import execute
+from ctta.run.store import Store
 
 METHODS = {
     "clip_zeroshot": {"name": "clip_zeroshot"},

@@ -31,7 +31,7 @@ import time
 import torch
 
 from ctta import StreamInfo, create_method, create_scenario
-from ctta.backbones import create_backbone
+from ctta.models.factory import create_backbone
 
 BACKBONES = {
     "small_cnn": {"name": "small_cnn"},
@@ -66,7 +66,7 @@ def ready(method: str, backbone: dict, device) -> torch.nn.Module:
         device=device,
     )
     m = create_method(method)
-    m.setup(b, info)
+    m.attach(b, info)
     return m.to(device)
 
 

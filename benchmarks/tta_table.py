@@ -31,12 +31,12 @@ import time
 
 import yaml
 
-from ctta.corruptions import CORRUPTIONS
-from ctta.engine import execute
-from ctta.errors import UserError
-from ctta.features import feature_cache
-from ctta.registry import METHODS, list_methods
-from ctta.store import Store
+from ctta.core.errors import UserError
+from ctta.core.registry import METHODS, list_methods
+from ctta.data.corruptions import CORRUPTIONS
+from ctta.kit.features import feature_cache
+from ctta.run.engine import execute
+from ctta.run.store import Store
 
 SETTINGS = {
     "single": {"setting": "single"},

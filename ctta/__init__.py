@@ -1,24 +1,28 @@
 """ctta: continual learning and test-time adaptation benchmarks on pretrained models.
 
-The public API: the stream contract (`Task`, `TestBatch`, `StreamInfo`), the base classes
-(`Method`, `Scenario`, `Protocol`), `hp` to declare hyperparameters with their search space,
-and the registries. `ctta.engine.execute` runs one run; `ctta.store.collect` tables records.
+This module is the contract a plugin is written against: the stream types (`Task`,
+`TestBatch`, `StreamInfo`, `ContinualStream`, `TestStream`), the base classes (`Method`,
+`Scenario`, `Protocol`), `hp` to declare hyperparameters with their search space, the
+registries and `UserError`. What plugin authors use beyond it is `ctta.kit`; running is
+`ctta.run` (`execute`, `Store`, `collect`), sweeps `ctta.sweep`, reports `ctta.report`.
+The layers, from the bottom: core, data, models, api, plan | kit, methods | scenarios |
+protocols | zoo, run, sweep | testing, report, cli; each imports only from the layers below.
 """
 
 from .api import (
+    CAPABILITIES,
     STREAM_KINDS,
     ContinualStream,
     Method,
-    Protocol,
     Scenario,
     StreamInfo,
     Task,
     TestBatch,
     TestStream,
 )
-from .config import hp
-from .errors import UserError
-from .registry import (
+from .core.config import hp
+from .core.errors import UserError
+from .core.registry import (
     create_method,
     create_protocol,
     create_scenario,
@@ -33,45 +37,24 @@ from .registry import (
     register_protocol,
     register_scenario,
 )
-
-__version__ = "0.1.0"
-
-
-def __getattr__(name: str):
-    # Heavier entry points are imported on first use so `import ctta` stays light.
-    if name == "execute":
-        from .engine import execute
-
-        return execute
-    if name == "RunSpec":
-        from .spec import RunSpec
-
-        return RunSpec
-    if name in ("Store", "collect"):
-        from . import store
-
-        return getattr(store, name)
-    raise AttributeError(f"module 'ctta' has no attribute {name!r}")
-
+from .core.version import VERSION as __version__  # noqa: F401  (the package version, as `ctta.__version__`)
+from .plan.protocol import Protocol
 
 __all__ = [
+    "CAPABILITIES",
     "STREAM_KINDS",
     "ContinualStream",
     "Method",
     "Protocol",
-    "RunSpec",
     "Scenario",
-    "Store",
     "StreamInfo",
     "Task",
     "TestBatch",
     "TestStream",
     "UserError",
-    "collect",
     "create_method",
     "create_protocol",
     "create_scenario",
-    "execute",
     "hp",
     "list_backbones",
     "list_datasets",

@@ -15,8 +15,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .backbones import create_backbone
-from .registry import METHODS, SCENARIOS
+from .core.registry import METHODS, SCENARIOS
+from .models.factory import create_backbone
+from .run.engine import execute
 
 
 def debug_specs(method: str, **hparams: Any) -> list[dict[str, Any]]:
@@ -42,8 +43,6 @@ def debug_specs(method: str, **hparams: Any) -> list[dict[str, Any]]:
 
 def check_method(method: str, **hparams: Any) -> list[dict]:
     """Run every debug spec of `method`; assert each finished with finite metrics in range."""
-    from .engine import execute
-
     specs = debug_specs(method, **hparams)
     assert specs, f"method {method!r} is compatible with no debug scenario"
     records = []

@@ -26,8 +26,7 @@ from typing import Any, ClassVar, Literal
 from torch import nn
 
 from ctta import Method, Task, hp, register_method
-from ctta.errors import UserError, choices_error
-from ctta.training import make_optimizer
+from ctta.kit import UserError, choices_error, make_optimizer
 
 # Strategy arguments that ctta sets itself.
 MANAGED = {
@@ -101,7 +100,6 @@ class AvalancheMethod(Method):
             raise UserError(
                 f"method {self.name!r} needs hyperparameter {missing[0]!r} (set it with -H {missing[0]}=...)"
             )
-        self.info = info
         self.model = backbone
         backbone.reset_head(info.num_classes)
         strategy_cls = getattr(avalanche.training, self.strategy_name)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctta import Method, hp, register_method
-from ctta.params import freeze
+from ctta.kit import freeze
 
 
 class MixedStatsBN(nn.Module):
@@ -52,7 +52,6 @@ class BNAdapt(Method):
         )
 
     def setup(self, backbone, info):
-        self.info = info
         self.model = freeze(backbone).eval()
         for parent in list(self.model.modules()):
             for name, child in parent.named_children():

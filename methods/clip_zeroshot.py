@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ctta import Method, Task, hp, register_method
-from ctta.params import freeze
+from ctta.kit import freeze
 
 
 @register_method("clip_zeroshot")
@@ -34,7 +34,6 @@ class ClipZeroShot(Method):
         ensemble: bool = hp(False, doc="average the backbone's template ensemble instead of one template")
 
     def setup(self, backbone, info):
-        self.info = info
         self.model = freeze(backbone).eval()
         h = self.hparams
         templates = backbone.ensemble if h.ensemble else (h.template or backbone.template,)

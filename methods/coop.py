@@ -18,8 +18,7 @@ import torch
 from torch import nn
 
 from ctta import hp, register_method
-from ctta.clip_prompts import PromptTuning, encode_text
-from ctta.errors import UserError
+from ctta.kit import PromptTuning, UserError, encode_text
 
 
 @register_method("coop")

@@ -7,7 +7,7 @@ parameter of the student is trained (BatchNorm with test-batch statistics). Per 
 - the teacher (an exponential moving average of the student, α = `mt`) predicts the batch;
   when the source model's ("anchor") mean top-1 confidence on the batch is below the
   threshold `ap`, the teacher's prediction is instead the mean of its logits over
-  `n_augment` random augmentations (`ctta.augment.tta_augment`);
+  `n_augment` random augmentations (`ctta.kit.tta_augment`);
 - the student minimises the cross-entropy between the teacher's soft prediction and its own;
 - the teacher moves towards the student: θ' ← α·θ' + (1 − α)·θ;
 - stochastic restore: every element of every weight and bias returns to its source value
@@ -16,29 +16,27 @@ parameter of the student is trained (BatchNorm with test-batch statistics). Per 
 The teacher's (possibly augmentation-averaged) prediction is returned, as in the reference
 code; the teacher and anchor normalise with test-batch statistics like the student (they
 are copies of the configured model). Defaults are the CIFAR setting (Adam 1e-3, ap 0.92);
-ImageNet uses ap 0.1 and SGD 0.01. Augmentations are drawn per image (see ctta.augment).
+ImageNet uses ap 0.1 and SGD 0.01. Augmentations are drawn per image (see ctta/kit/augment.py).
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from ctta import hp, register_method
-from ctta.adaptation import AdaptiveMethod
-from ctta.augment import tta_augment
-from ctta.params import freeze, use_batch_statistics
-from ctta.training import make_optimizer
+from ctta.kit import TestTimeMethod, freeze, make_optimizer, tta_augment, use_batch_statistics
 
 
 @register_method("cotta")
-class CoTTA(AdaptiveMethod):
+class CoTTA(TestTimeMethod):
     """Mean teacher with augmentation averaging and stochastic restore (Wang et al., CVPR 2022)."""
 
     @dataclass
-    class HParams(AdaptiveMethod.HParams):
+    class HParams(TestTimeMethod.HParams):
         lr: float = hp(1e-3, space=(1e-4, 1e-3), doc="step size on every student parameter")
         ap: float = hp(
             0.92,
@@ -49,10 +47,11 @@ class CoTTA(AdaptiveMethod):
         rst: float = hp(0.01, doc="probability of restoring each weight element to its source value")
         n_augment: int = hp(32, doc="augmented views averaged by the teacher")
         flip: bool = hp(True, doc="horizontal flips among the augmentations (off for text-like images)")
-        optimizer: str = hp("adam", doc="adam (CIFAR setting) or sgd (ImageNet setting, momentum 0.9)")
+        optimizer: Literal["adam", "sgd"] = hp(
+            "adam", doc="adam (CIFAR setting) or sgd (ImageNet setting, momentum 0.9)"
+        )
 
     def setup(self, backbone, info):
-        self.info = info
         self.model = backbone
         use_batch_statistics(backbone)
         for p in backbone.parameters():

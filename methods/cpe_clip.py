@@ -33,8 +33,7 @@ import torch
 from torch import nn
 
 from ctta import Task, hp, register_method
-from ctta.clip_prompts import PromptTuning, encode_image, encode_text
-from ctta.errors import UserError
+from ctta.kit import PromptTuning, UserError, encode_image, encode_text
 
 
 @register_method("cpe_clip")

@@ -29,32 +29,27 @@ import torch
 import torch.nn.functional as F
 
 from ctta import hp, register_method
-from ctta.adaptation import AdaptiveMethod, adapt_norm_layers, softmax_entropy
-from ctta.data import iterate
+from ctta.kit import NormAdaptationMethod, iterate, softmax_entropy
 
 FISHER_BATCH = 64
 
 
 @register_method("eata")
-class EATA(AdaptiveMethod):
+class EATA(NormAdaptationMethod):
     """Reliable, non-redundant entropy minimisation with a Fisher anti-forgetting term (Niu et al., ICML 2022)."""
 
     requires = frozenset({"norm"})
 
     @dataclass
-    class HParams(AdaptiveMethod.HParams):
-        lr: float = hp(1e-3, space=(1e-4, 1e-3, 1e-2), doc="step size on the norm affine parameters")
+    class HParams(NormAdaptationMethod.HParams):
         d_margin: float = hp(0.4, space=(0.05, 0.4), doc="ε: redundancy threshold on cosine similarity")
         fisher_alpha: float = hp(1.0, space=(1.0, 2000.0), doc="β: weight of the Fisher regulariser")
         e_margin: float = hp(0.4, doc="E₀ as a fraction of ln(num_classes)")
         fisher_size: int = hp(2000, doc="in-distribution images for the Fisher estimate (0: no regulariser)")
-        optimizer: str = hp("adam", doc="adam (CIFAR setting) or sgd (ImageNet setting, momentum 0.9)")
 
     def setup(self, backbone, info):
+        super().setup(backbone, info)
         h = self.hparams
-        self.info = info
-        self.model = backbone
-        self.optimizer = adapt_norm_layers(backbone, h.optimizer, h.lr)
         self.params = [p for p in backbone.parameters() if p.requires_grad]
         self.e0 = h.e_margin * math.log(info.num_classes)
         self.register_buffer("mean_probs", torch.zeros(info.num_classes, device=info.device))
@@ -75,28 +70,25 @@ class EATA(AdaptiveMethod):
             batches += 1
         return [f / max(batches, 1) for f in fisher]
 
-    def adapt(self, x):
+    def loss(self, logits):
         h = self.hparams
-        logits = self.model(x)
         entropy = softmax_entropy(logits)
         probs = logits.detach().softmax(1)
         keep = entropy < self.e0
         if self.has_mean:
             keep &= F.cosine_similarity(probs, self.mean_probs[None], dim=1).abs() < h.d_margin
-        if keep.any():
-            weight = torch.exp(-(entropy[keep].detach() - self.e0))
-            loss = (entropy[keep] * weight).mean()
-            if self.fisher is not None:
-                loss = loss + h.fisher_alpha * sum(
-                    (f * (p - p0) ** 2).sum() for f, p, p0 in zip(self.fisher, self.params, self.anchor)
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            with torch.no_grad():
-                batch_mean = probs[keep].mean(0)
-                self.mean_probs.copy_(
-                    torch.where(self.has_mean, 0.9 * self.mean_probs + 0.1 * batch_mean, batch_mean)
-                )
-                self.has_mean.fill_(True)
-        return logits.detach()
+        if not keep.any():
+            return None
+        with torch.no_grad():  # the moving average of the selected samples' predictions
+            batch_mean = probs[keep].mean(0)
+            self.mean_probs.copy_(
+                torch.where(self.has_mean, 0.9 * self.mean_probs + 0.1 * batch_mean, batch_mean)
+            )
+            self.has_mean.fill_(True)
+        weight = torch.exp(-(entropy[keep].detach() - self.e0))
+        loss = (entropy[keep] * weight).mean()
+        if self.fisher is not None:
+            loss = loss + h.fisher_alpha * sum(
+                (f * (p - p0) ** 2).sum() for f, p, p0 in zip(self.fisher, self.params, self.anchor)
+            )
+        return loss

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ctta import Task, hp, register_method
-from ctta.regularization import ParameterRegularizer, RegularizedFinetuning, TrainingFisher, fisher_diagonal
+from ctta.kit import ParameterRegularizer, RegularizedFinetuning, TrainingFisher, fisher_diagonal
 
 
 @register_method("ewc")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ctta import Method, Task, register_method
-from ctta.training import Recipe, cross_entropy_on, fit_task
+from ctta.kit import Recipe, cross_entropy_on, fit_task
 
 
 @register_method("finetune")
@@ -24,7 +24,6 @@ class Finetune(Method):
         pass
 
     def setup(self, backbone, info):
-        self.info = info
         self.model = backbone
         backbone.reset_head(info.num_classes)
 

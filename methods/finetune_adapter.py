@@ -1,6 +1,6 @@
 """Sequential adapter fine-tuning: the baseline under MOS and other adapter-based methods.
 
-The pretrained ViT stays frozen; one AdaptFormer adapter per block (ctta.adapters: parallel
+The pretrained ViT stays frozen; one AdaptFormer adapter per block (ctta/kit/adapters.py: parallel
 to the MLP, rank 16, dropout 0.1, scale 0.1; Chen et al., NeurIPS 2022) and the linear head
 are trained by cross-entropy over the classes seen so far (as `finetune`) on each task in
 turn. The same adapters serve every task: no per-task adapters, no merging, no retrieval,
@@ -10,9 +10,16 @@ no classifier alignment, so what MOS adds on top shows as the gap between the tw
 from __future__ import annotations
 
 from ctta import Method, Task, register_method
-from ctta.adapters import AdapterRecipe, adapter_parameters, add_adapter, insert_adapters, set_route
-from ctta.params import freeze
-from ctta.training import cross_entropy_on, fit_task
+from ctta.kit import (
+    AdapterRecipe,
+    adapter_parameters,
+    add_adapter,
+    cross_entropy_on,
+    fit_task,
+    freeze,
+    insert_adapters,
+    set_route,
+)
 
 
 @register_method("finetune_adapter")
@@ -26,7 +33,6 @@ class FinetuneAdapter(Method):
 
     def setup(self, backbone, info):
         h = self.hparams
-        self.info = info
         self.model = freeze(backbone)
         self.blocks = insert_adapters(backbone.model)
         add_adapter(

@@ -31,8 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctta import Method, Task, hp, register_method
-from ctta.seeding import derive_seed
-from ctta.training import Recipe, cross_entropy_on, fit_task
+from ctta.kit import Recipe, cross_entropy_on, derive_seed, fit_task
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,6 @@ class HFT(Method):
         )
 
     def setup(self, backbone, info):
-        self.info = info
         self.model = backbone
         backbone.reset_head(info.num_classes)
         vit = backbone.model

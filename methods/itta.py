@@ -18,11 +18,12 @@ Chen, Zhang, Song, Shan, Liu: "Improved Test-Time Adaptation for Domain Generali
   MixStyle view of the batch, then the batch is predicted with them.
 
 The original is written for ResNet-18 (chains after layer1..layer4 on C×H×W maps). Here the
-insertion points are the stages of `ctta.stages`: after every timm ViT block on the token
-features (N×D), after layer1..4 of ResNets, after each conv stage of small_cnn. ViT token
-features are signed, so the chains there have no ReLU between their affine layers (a ReLU
-would not be the identity at initialisation); CNN stages end in a ReLU, where the original
-affine+ReLU chain is the identity at initialisation.
+insertion points are the stages of `ctta.kit.stage_modules`: after every timm ViT block on
+the token features (N×D), after layer1..4 of ResNets, after each conv stage of small_cnn.
+Stages whose outputs are signed (ViT tokens, ConvNeXt and Swin stages; probed with
+`ctta.kit.probe_stages`) get chains without ReLU between their affine layers (a ReLU would not
+be the identity at initialisation); stages that end in a ReLU keep the original affine+ReLU
+chain, the identity at initialisation there.
 
 Deviations: the source recipe (epochs, optimiser, label smoothing 0.1) is the stream's ERM
 recipe, so ITTA and the ERM source model differ only by ITTA's losses; BatchNorm layers
@@ -43,11 +44,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctta import hp, register_method
-from ctta._cache import content_key
-from ctta.adaptation import AdaptiveMethod
-from ctta.params import freeze, train_only
-from ctta.stages import add_stage_hooks, stage_modules, stage_outputs_nonnegative
-from ctta.training import cached_training, fit, make_optimizer
+from ctta.kit import (
+    TestTimeMethod,
+    add_stage_hooks,
+    cached_training,
+    content_key,
+    fit,
+    freeze,
+    make_optimizer,
+    probe_stages,
+    stage_modules,
+    train_only,
+)
 
 ITTA_VERSION = 1
 MIX_STAGES = 2  # MixStyle after the first or the second stage, as in the original
@@ -88,13 +96,13 @@ def standardized(grads: list[torch.Tensor]) -> torch.Tensor:
 
 
 @register_method("itta")
-class ITTA(AdaptiveMethod):
+class ITTA(TestTimeMethod):
     """Learned consistency loss at training, adaptive affine chains at test (Chen et al., CVPR 2023)."""
 
     trains_source = True
 
     @dataclass
-    class HParams(AdaptiveMethod.HParams):
+    class HParams(TestTimeMethod.HParams):
         lr: float = hp(1e-4, space=(1e-5, 1e-4, 1e-3), doc="Adam step size of the adaptive parameters")
         reset: Literal["never", "per_domain", "per_batch"] = hp(
             "never", doc="when the adaptive parameters return to identity (the original never resets)"
@@ -112,22 +120,22 @@ class ITTA(AdaptiveMethod):
 
     def setup(self, backbone, info):
         h = self.hparams
-        self.info = info
         self.model = backbone
         self.reset_on_domain_change = h.reset == "per_domain"
         self.stages = stage_modules(backbone)
         self._mix_at: int | None = None
         self._chains_on = False
         self._hooks = add_stage_hooks(self.stages, self._after_stage)
-        shapes = self._stage_shapes(info.image_size)
+        outputs = probe_stages(backbone, info.image_size, info.device)
         if backbone.head is None or not backbone.head_is_trained:
             backbone.reset_head(info.num_classes)
         self.loss_net = AffineChain((backbone.feature_dim,), h.loss_depth, relu=True).to(info.device)
         self._train_source()
         freeze(backbone).eval()
         freeze(self.loss_net)
-        relu = stage_outputs_nonnegative(backbone)
-        self.adaptive = nn.ModuleList(AffineChain(s, h.mapping_depth, relu) for s in shapes).to(info.device)
+        self.adaptive = nn.ModuleList(
+            AffineChain(out.shape, h.mapping_depth, relu=out.nonnegative) for out in outputs
+        ).to(info.device)
         self._chains_on = True
         self.optimizer = make_optimizer(train_only(self.adaptive.parameters(), self.adaptive), "adam", h.lr)
 
@@ -138,21 +146,6 @@ class ITTA(AdaptiveMethod):
         if self._chains_on:
             out = self.adaptive[i](out)
         return out
-
-    @torch.no_grad()
-    def _stage_shapes(self, image_size: int) -> list[tuple[int, ...]]:
-        shapes: list[tuple[int, ...]] = []
-        probes = [
-            s.register_forward_hook(lambda m, a, out: shapes.append(tuple(out.shape[1:])))
-            for s in self.stages
-        ]
-        was_training = self.model.training
-        self.model.eval()
-        self.model.features(torch.zeros(1, 3, image_size, image_size, device=self.info.device))
-        self.model.train(was_training)
-        for probe in probes:
-            probe.remove()
-        return shapes
 
     def _views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Features of x and of its MixStyle view (mixed after a random one of the first stages)."""

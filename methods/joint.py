@@ -11,7 +11,7 @@ import copy
 from dataclasses import dataclass
 
 from ctta import Method, Task, hp, register_method
-from ctta.training import Recipe, cross_entropy_on, fit_task
+from ctta.kit import Recipe, cross_entropy_on, fit_task
 
 
 @register_method("joint")
@@ -26,7 +26,6 @@ class Joint(Method):
         restart: bool = hp(True, doc="restart from the pretrained weights at every task (else continue)")
 
     def setup(self, backbone, info):
-        self.info = info
         self.model = backbone
         backbone.reset_head(info.num_classes)
         self._pretrained = copy.deepcopy(backbone.state_dict())

@@ -17,7 +17,7 @@ lam (Avalanche-style penalties `lam * sum ...` need twice our lam for the same p
 from __future__ import annotations
 
 from ctta import register_method
-from ctta.regularization import RegularizedFinetuning
+from ctta.kit import RegularizedFinetuning
 
 
 @register_method("l2")

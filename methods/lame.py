@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ctta import Method, hp, register_method
-from ctta.params import freeze
+from ctta.kit import freeze
 
 MAX_STEPS = 100
 TOLERANCE = 1e-8
@@ -96,7 +96,6 @@ class LAME(Method):
         lam: float = hp(1.0, doc="λ: weight of the Laplacian term (the paper fixes 1)")
 
     def setup(self, backbone, info):
-        self.info = info
         self.model = freeze(backbone).eval()
         self.iterations: list[int] = []  # per batch, for diagnostics
 

@@ -3,7 +3,7 @@
 Sun, Zhou, Zhao, Gan, Zhan, Ye: "MOS: Model Surgery for Pre-Trained Model-Based
 Class-Incremental Learning" (AAAI 2025); reference code github.com/sun-hailong/AAAI25-MOS.
 
-- The pretrained ViT stays frozen; every block gets an AdaptFormer adapter (ctta.adapters;
+- The pretrained ViT stays frozen; every block gets an AdaptFormer adapter (ctta/kit/adapters.py;
   parallel to the MLP, rank 16, dropout 0.1, scale 0.1). Task t trains its own adapter,
   warm-started from task t-1's, and the linear head (at a tenth of the step size).
 - Adapter merging: after every optimiser step the current adapter is pulled towards the
@@ -12,7 +12,7 @@ Class-Incremental Learning" (AAAI 2025); reference code github.com/sun-hailong/A
   a contrastive term: the batch features and the stored class means, as rows of M, with
   CE(M M^T / temperature, identity) pushing each away from the others (0.1, 0.8).
 - After each task: per-class Gaussian statistics of the task's features under its adapter
-  (ctta.class_stats); from task 1 on, the head is re-aligned on features sampled from the
+  (ctta/kit/class_stats.py); from task 1 on, the head is re-aligned on features sampled from the
   Gaussians of every seen class ("classifier alignment", head only); the prototype
   (cosine) classifier gets the new classes' mean features under the *first* adapter.
 - Inference, self-refined adapter retrieval: the prototype classifier predicts a class,
@@ -39,20 +39,22 @@ import torch
 import torch.nn.functional as F
 
 from ctta import Method, Task, hp, register_method
-from ctta.adapters import (
+from ctta.kit import (
     AdapterRecipe,
+    GaussianClassStats,
+    PrototypeHead,
     adapter_parameters,
     add_adapter,
+    align_classifier,
+    derive_seed,
+    extract_features,
+    fit_task,
+    freeze,
     insert_adapters,
     mean_adapter,
     merge_toward,
     set_route,
 )
-from ctta.class_stats import GaussianClassStats, align_classifier
-from ctta.heads import PrototypeHead
-from ctta.params import freeze
-from ctta.seeding import derive_seed
-from ctta.training import extract_features, fit_task
 
 MOS_STREAM = 0x4D4F53  # separates MOS's Gaussian sampling from other uses of the run seed
 
@@ -88,7 +90,6 @@ class MOS(Method):
         ensemble: bool = hp(True, doc="add the prototype classifier's softmax (x (t+1)) to the head's")
 
     def setup(self, backbone, info):
-        self.info = info
         self.model = freeze(backbone)
         self.blocks = insert_adapters(backbone.model)
         backbone.reset_head(info.num_classes)

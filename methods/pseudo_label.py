@@ -17,34 +17,21 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from ctta import hp, register_method
-from ctta.adaptation import AdaptiveMethod, adapt_norm_layers
+from ctta.kit import NormAdaptationMethod
 
 
 @register_method("pseudo_label")
-class PseudoLabel(AdaptiveMethod):
+class PseudoLabel(NormAdaptationMethod):
     """Cross-entropy on confident hard pseudo-labels, norm affine parameters (Lee 2013)."""
 
     requires = frozenset({"norm"})
 
     @dataclass
-    class HParams(AdaptiveMethod.HParams):
-        lr: float = hp(1e-3, space=(1e-4, 1e-3, 1e-2), doc="step size on the norm affine parameters")
+    class HParams(NormAdaptationMethod.HParams):
         threshold: float = hp(0.9, space=(0.5, 0.7, 0.9), doc="minimum softmax confidence of a pseudo-label")
-        optimizer: str = hp("adam", doc="adam or sgd (momentum 0.9)")
         steps: int = hp(1, doc="gradient steps per test batch")
 
-    def setup(self, backbone, info):
-        self.info = info
-        self.model = backbone
-        self.optimizer = adapt_norm_layers(backbone, self.hparams.optimizer, self.hparams.lr)
-
-    def adapt(self, x):
-        for _ in range(self.hparams.steps):
-            logits = self.model(x)
-            confidence, labels = logits.detach().softmax(1).max(1)
-            keep = confidence >= self.hparams.threshold
-            if keep.any():
-                self.optimizer.zero_grad(set_to_none=True)
-                F.cross_entropy(logits[keep], labels[keep]).backward()
-                self.optimizer.step()
-        return logits.detach()
+    def loss(self, logits):
+        confidence, labels = logits.detach().softmax(1).max(1)
+        keep = confidence >= self.hparams.threshold
+        return F.cross_entropy(logits[keep], labels[keep]) if keep.any() else None

@@ -14,7 +14,7 @@ World" (ICLR 2023). Per test batch:
 
 Parameters: the affine parameters of the normalisation layers outside the top quarter of
 the backbone's stages and outside the final norm (the reference code skips ResNet-50's
-layer4 and ViT-B's blocks 9-11; `ctta.stages.lower_norm_parameters`); BatchNorm uses
+layer4 and ViT-B's blocks 9-11; `ctta.kit.lower_norm_parameters`); BatchNorm uses
 test-batch statistics. The returned prediction is the first forward's, before the update.
 A batch without a reliable sample changes nothing (the reference code steps with zero
 gradients and momentum only).
@@ -24,22 +24,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from ctta import hp, register_method
-from ctta.adaptation import AdaptiveMethod, adapt_norm_layers, softmax_entropy
-from ctta.stages import lower_norm_parameters
+from ctta.kit import NormAdaptationMethod, lower_norm_parameters, softmax_entropy
 
 
 @register_method("sar")
-class SAR(AdaptiveMethod):
+class SAR(NormAdaptationMethod):
     """Sharpness-aware reliable entropy minimisation with model recovery (Niu et al., ICLR 2023)."""
 
     requires = frozenset({"norm"})
 
     @dataclass
-    class HParams(AdaptiveMethod.HParams):
+    class HParams(NormAdaptationMethod.HParams):
         lr: float = hp(
             1e-3, space=(1e-4, 1e-3, 1e-2), doc="SGD step size (the paper: 2.5e-4 ResNet, 1e-3 ViT)"
         )
@@ -47,14 +47,15 @@ class SAR(AdaptiveMethod):
         e_margin: float = hp(0.4, doc="E₀ as a fraction of ln(num_classes)")
         reset_constant: float = hp(0.2, space=(0.1, 0.2), doc="reset when the loss EMA falls below this")
         top_fraction: float = hp(0.25, doc="fraction of top stages whose norm layers stay frozen")
-        optimizer: str = hp("sgd", doc="base optimiser of SAM: sgd (momentum 0.9) or adam")
+        optimizer: Literal["adam", "sgd"] = hp("sgd", doc="base optimiser of SAM: sgd (momentum 0.9) or adam")
+
+    def adapted_parameters(self, backbone):
+        self.params = lower_norm_parameters(backbone, self.hparams.top_fraction)
+        return self.params
 
     def setup(self, backbone, info):
+        super().setup(backbone, info)
         h = self.hparams
-        self.info = info
-        self.model = backbone
-        self.params = lower_norm_parameters(backbone, h.top_fraction)
-        self.optimizer = adapt_norm_layers(backbone, h.optimizer, h.lr, params=self.params)
         self.e0 = h.e_margin * math.log(info.num_classes)
         self.register_buffer("loss_ema", torch.full((), float("nan"), device=info.device))
         self.recoveries = 0  # model resets triggered by the EMA, for diagnostics

@@ -19,11 +19,12 @@ momentum 0.9); online, each batch is seen once, with Adam by default.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from ctta import hp, register_method
-from ctta.adaptation import AdaptiveMethod, adapt_norm_layers, softmax_entropy
+from ctta.kit import NormAdaptationMethod, softmax_entropy
 
 
 def information_maximization(logits: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -33,26 +34,19 @@ def information_maximization(logits: torch.Tensor, eps: float = 1e-5) -> torch.T
 
 
 @register_method("shot_im")
-class ShotIM(AdaptiveMethod):
+class ShotIM(NormAdaptationMethod):
     """Information maximisation of the feature extractor, frozen classifier (Liang et al., ICML 2020)."""
 
     @dataclass
-    class HParams(AdaptiveMethod.HParams):
+    class HParams(NormAdaptationMethod.HParams):
         lr: float = hp(1e-4, space=(1e-5, 1e-4, 1e-3), doc="step size on the feature extractor")
-        optimizer: str = hp("adam", doc="adam, or sgd (momentum 0.9) as in SHOT's offline training")
+        optimizer: Literal["adam", "sgd"] = hp(
+            "adam", doc="adam, or sgd (momentum 0.9) as in SHOT's offline training"
+        )
         steps: int = hp(1, doc="gradient steps per test batch")
 
-    def setup(self, backbone, info):
-        self.info = info
-        self.model = backbone
-        self.optimizer = adapt_norm_layers(
-            backbone, self.hparams.optimizer, self.hparams.lr, params=list(backbone.trunk.parameters())
-        )
+    def adapted_parameters(self, backbone):
+        return list(backbone.trunk.parameters())  # the whole feature extractor; the head stays
 
-    def adapt(self, x):
-        for _ in range(self.hparams.steps):
-            logits = self.model(x)
-            self.optimizer.zero_grad(set_to_none=True)
-            information_maximization(logits).backward()
-            self.optimizer.step()
-        return logits.detach()
+    def loss(self, logits):
+        return information_maximization(logits)

@@ -12,9 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ctta import Method, Task, hp, register_method
-from ctta.heads import PrototypeHead
-from ctta.params import freeze
-from ctta.training import extract_features
+from ctta.kit import PrototypeHead, extract_features, freeze
 
 
 @register_method("simplecil")
@@ -29,7 +27,6 @@ class SimpleCIL(Method):
         batch_size: int = hp(256, doc="feature-extraction batch size (no effect on results)")
 
     def setup(self, backbone, info):
-        self.info = info
         self.model = freeze(backbone).eval()
         self.prototypes = PrototypeHead(backbone.feature_dim, info.num_classes).to(info.device)
 

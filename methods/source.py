@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ctta import Method, register_method
-from ctta.params import freeze
+from ctta.kit import freeze
 
 
 @register_method("source")
@@ -15,7 +15,6 @@ class Source(Method):
     stream_kinds = frozenset({"test_time"})
 
     def setup(self, backbone, info):
-        self.info = info
         self.model = freeze(backbone).eval()
 
     @torch.no_grad()

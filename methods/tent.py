@@ -12,31 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ctta import hp, register_method
-from ctta.adaptation import AdaptiveMethod, adapt_norm_layers, softmax_entropy
+from ctta.kit import NormAdaptationMethod, softmax_entropy
 
 
 @register_method("tent")
-class Tent(AdaptiveMethod):
+class Tent(NormAdaptationMethod):
     """Entropy minimisation of norm affine parameters (Wang et al., ICLR 2021)."""
 
     requires = frozenset({"norm"})
 
     @dataclass
-    class HParams(AdaptiveMethod.HParams):
-        lr: float = hp(1e-3, space=(1e-4, 1e-3, 1e-2), doc="step size on the norm affine parameters")
-        optimizer: str = hp("adam", doc="adam (CIFAR setting) or sgd (ImageNet setting, momentum 0.9)")
+    class HParams(NormAdaptationMethod.HParams):
         steps: int = hp(1, doc="gradient steps per test batch")
 
-    def setup(self, backbone, info):
-        self.info = info
-        self.model = backbone
-        self.optimizer = adapt_norm_layers(backbone, self.hparams.optimizer, self.hparams.lr)
-
-    def adapt(self, x):
-        for _ in range(self.hparams.steps):
-            logits = self.model(x)
-            loss = softmax_entropy(logits).mean()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-        return logits.detach()
+    def loss(self, logits):
+        return softmax_entropy(logits).mean()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ctta import Protocol, UserError, hp, register_protocol
-from ctta.disjointness import compare, scored_data
+from ctta.kit import compare, scored_data
 
 
 @register_protocol("cross_scenario")

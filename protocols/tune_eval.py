@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ctta import Protocol, UserError, hp, register_protocol
-from ctta.disjointness import compare, scored_data, stream_shape
+from ctta.kit import compare, scored_data, stream_shape
 
 
 @register_protocol("tune_eval")

@@ -19,10 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ctta import ContinualStream, Scenario, hp, register_scenario
-from ctta.class_splits import class_order, class_stream
-from ctta.data import load_dataset
-from ctta.errors import UserError, choices_error
-from ctta.pools import class_pool, per_class
+from ctta.kit import UserError, choices_error, class_order, class_pool, class_stream, load_dataset, per_class
 
 # name -> (dataset, initial, increment)
 PRESETS: dict[str, tuple[str, int, int]] = {

@@ -15,7 +15,7 @@ settings:
   carry different corruptions (SAR's "mixed distribution shifts", Niu et al. ICLR 2023).
 
 Any setting can be made label-correlated (`order`: class_sorted, dirichlet with δ) and
-label-shifted (`zipf`), see `ctta.shifts`. Corruptions are applied on the fly per batch,
+label-shifted (`zipf`), see `ctta/kit/streams.py`. Corruptions are applied on the fly per batch,
 deterministically from the run seed, so every method sees the same stream.
 """
 
@@ -29,15 +29,19 @@ import numpy as np
 import torch
 
 from ctta import Scenario, TestBatch, TestStream, hp, register_scenario
-from ctta.corruptions import ALL_CORRUPTIONS, CORRUPTIONS, corrupt
-from ctta.data import ImageData, load_dataset
-from ctta.errors import UserError
-from ctta.pools import per_class, sample_pool
-from ctta.seeding import derive_seed
-from ctta.shifts import (
+from ctta.kit import (
+    ALL_CORRUPTIONS,
+    CORRUPTIONS,
+    ImageData,
     StreamOptions,
+    UserError,
     batches_of,
     check_stream_options,
+    corrupt,
+    derive_seed,
+    load_dataset,
+    per_class,
+    sample_pool,
     stream_order,
     test_time_info,
     zipf_subsample,
@@ -83,7 +87,9 @@ class Corruption(Scenario):
             "continual",
             doc="single (reset between corruptions), continual, gradual (severity 1..5..1), mixed",
         )
-        samples: str = hp("all", doc="sample pool of the test split: all, first_half, second_half")
+        samples: Literal["all", "first_half", "second_half"] = hp(
+            "all", doc="sample pool of the test split: all, first_half, second_half"
+        )
         test_per_class: int = hp(0, doc="cap on test images per class (0 = all)")
 
     def __init__(self, **config):

@@ -31,15 +31,16 @@ import numpy as np
 import torch
 
 from ctta import Scenario, TestBatch, TestStream, hp, register_scenario
-from ctta.config import as_dict
-from ctta.data import ImageData, load_dataset
-from ctta.errors import UserError
-from ctta.pools import per_class
-from ctta.seeding import derive_seed
-from ctta.shifts import (
+from ctta.kit import (
+    ImageData,
     StreamOptions,
+    UserError,
+    as_dict,
     batches_of,
     check_stream_options,
+    derive_seed,
+    load_dataset,
+    per_class,
     stream_order,
     test_time_info,
     zipf_subsample,

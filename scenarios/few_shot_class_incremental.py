@@ -25,11 +25,16 @@ from typing import Any, Literal
 import numpy as np
 
 from ctta import ContinualStream, Scenario, hp, register_scenario
-from ctta.class_splits import class_order, class_stream
-from ctta.data import ImageData, load_dataset
-from ctta.errors import UserError
-from ctta.pools import class_pool, per_class
-from ctta.seeding import derive_seed
+from ctta.kit import (
+    ImageData,
+    UserError,
+    class_order,
+    class_pool,
+    class_stream,
+    derive_seed,
+    load_dataset,
+    per_class,
+)
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cifar100": {"dataset": "cifar100", "base_classes": 60, "ways": 5, "shots": 5, "sessions": 8},

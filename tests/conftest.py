@@ -26,6 +26,6 @@ def private_cache(tmp_path_factory):
 
 @pytest.fixture
 def store(tmp_path):
-    from ctta.store import Store
+    from ctta.run.store import Store
 
     return Store(tmp_path / "results")

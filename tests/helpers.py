@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from ctta.registry import METHODS
+from ctta.core.registry import METHODS
 
 CL_DEBUG = {
     "name": "class_incremental",
@@ -31,7 +31,7 @@ def temporary_method(name: str, cls):
     try:
         yield cls
     finally:
-        METHODS._entries.pop(name, None)
+        METHODS.unregister(name)
 
 
 def spec(scenario, method, backbone="debug_vit", seed=0, **hparams):

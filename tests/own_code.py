@@ -49,7 +49,7 @@ CLASS_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "e
 
 def digits_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     """(images N×8×8×3 uint8, labels) of ctta's fixed digits split."""
-    from ctta.data import load_dataset
+    from ctta.data.datasets import load_dataset
 
     data = load_dataset("digits", split, 8)
     x, y = data.load(np.arange(len(data)))

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from ctta import UserError, create_method, list_methods
-from ctta.engine import execute, prepare
-from ctta.spec import RunSpec
+from ctta.plan.spec import RunSpec
+from ctta.run.engine import execute, prepare
 from ctta.testing import check_method
 from helpers import CL_DEBUG
 
@@ -51,7 +51,7 @@ def test_a_strategy_with_state_survives_a_checkpoint():
         {"scenario": CL_DEBUG, "method": {"name": "avalanche:EWC", "epochs": 1}, "backbone": "debug_vit"}
     )
     backbone, stream, method = prepare(spec, torch.device("cpu"))
-    method.setup(backbone, stream.info)
+    method.attach(backbone, stream.info)
     method.learn(stream.tasks[0])
     buf = io.BytesIO()
     torch.save(method, buf)

@@ -18,7 +18,7 @@ import torch
 from own_code import CLASS_NAMES, MEAN, SIZE, STD, digits_split, model_options, write_user_project
 
 from ctta.cli import main
-from ctta.registry import create_scenario
+from ctta.core.registry import create_scenario
 
 # Issue 8's acceptance lists also `lame` (issue 5) and `l2` (issue 3): they join these lists
 # when their branches are merged.

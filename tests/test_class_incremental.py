@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ctta import UserError, create_scenario
-from ctta.spec import RunSpec
+from ctta.plan.spec import RunSpec
 
 
 def _build(**config):

@@ -6,9 +6,9 @@ import torch
 
 from ctta import UserError, create_method
 from ctta.api import StreamInfo
-from ctta.backbones import create_backbone
-from ctta.clip import prompt_names
-from ctta.clip_prompts import encode_image, encode_text
+from ctta.kit.prompts import encode_image, encode_text
+from ctta.models.clip import prompt_names
+from ctta.models.factory import create_backbone
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_cpe_clip_forward_backward_on_vit_b16():
     torch.manual_seed(0)
     backbone = create_backbone("open_clip:ViT-B-16")
     method = create_method("cpe_clip")
-    method.setup(backbone, info(["tench", "goldfish", "great white shark"], 224))
+    method.attach(backbone, info(["tench", "goldfish", "great white shark"], 224))
     assert method.g.shape == (12, 2, 512) and method.proj.weight.shape == (768, 512)
     lengths = []
     hooks = [

@@ -4,7 +4,7 @@ from typing import Literal
 import pytest
 
 from ctta import UserError, hp
-from ctta.config import as_dict, build_config, check_value, search_space
+from ctta.core.config import as_dict, build_config, check_value, search_space
 
 
 @dataclass

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ctta import corruptions as C
-from ctta.corruptions import ALL_CORRUPTIONS, CORRUPTIONS, HELD_OUT, corrupt
+from ctta.data import corruptions as C
+from ctta.data.corruptions import ALL_CORRUPTIONS, CORRUPTIONS, HELD_OUT, corrupt
 
 ndimage = pytest.importorskip("scipy.ndimage")
 

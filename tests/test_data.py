@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from ctta import UserError
-from ctta.data import ImageData, iterate, load_dataset
-from ctta.pools import class_pool, per_class, sample_pool
+from ctta.data.datasets import load_dataset
+from ctta.data.images import ImageData, iterate
+from ctta.data.splits import class_pool, per_class, sample_pool
 
 
 def test_digits_splits_are_real_and_disjoint():

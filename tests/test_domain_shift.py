@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from ctta import UserError, create_scenario
-from ctta.data import ImageData, digits
-from ctta.engine import execute
-from ctta.registry import DATASETS
+from ctta.core.registry import DATASETS
+from ctta.data.datasets import digits
+from ctta.data.images import ImageData
+from ctta.run.engine import execute
 
 DOMAINS = ("red", "green", "blue", "inverted")
 
@@ -35,7 +36,7 @@ def tinted_digits(*, split: str, image_size: int) -> ImageData:
 def dataset():
     DATASETS.register("tinted_digits")(tinted_digits)
     yield
-    DATASETS._entries.pop("tinted_digits", None)
+    DATASETS.unregister("tinted_digits")
 
 
 def build(**options):

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from ctta import Method, TestBatch, UserError
-from ctta.engine import execute, prepare, resolve_device
-from ctta.spec import RunSpec
+from ctta.plan.spec import RunSpec
+from ctta.run.engine import execute, prepare, resolve_device
 from helpers import CL_DEBUG, TTA_DEBUG, spec, temporary_method
 
 

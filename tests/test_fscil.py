@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from ctta import UserError, create_scenario
-from ctta.data import load_dataset
-from ctta.engine import execute
+from ctta.data.datasets import load_dataset
+from ctta.run.engine import execute
 
 CPU = torch.device("cpu")
 
@@ -108,7 +108,7 @@ def test_index_files_match_image_folders_by_file_name(tmp_path):
 
 
 def test_presets_survive_run_specs_that_fill_in_every_option():
-    from ctta.spec import RunSpec
+    from ctta.plan.spec import RunSpec
 
     spec = RunSpec.parse(
         {

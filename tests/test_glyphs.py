@@ -12,8 +12,8 @@ import scipy.sparse
 import torch
 import torch.nn.functional as F
 
-from ctta import _cache
-from ctta import glyphs as G
+from ctta.core import files as _cache
+from ctta.data import glyphs as G
 
 ALL_USED_DOMAINS = G.BENCHMARK_DOMAINS + G.PRETRAIN_DOMAINS
 

@@ -2,8 +2,8 @@
 
 import torch
 
-from ctta.engine import prepare
-from ctta.spec import RunSpec
+from ctta.plan.spec import RunSpec
+from ctta.run.engine import prepare
 from helpers import CL_DEBUG
 
 PREFIX = {
@@ -28,7 +28,7 @@ def _hft(**hp):
         }
     )
     backbone, stream, method = prepare(spec, torch.device("cpu"))
-    method.setup(backbone, stream.info)
+    method.attach(backbone, stream.info)
     return backbone, stream, method
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ctta.errors import UserError
-from ctta.leaderboard import leaderboards, load_results, write_leaderboards
-from ctta.store import collect
+from ctta.core.errors import UserError
+from ctta.report.leaderboard import leaderboards, load_results, write_leaderboards
+from ctta.run.store import collect
 
 FAKE = Path(__file__).parent / "data" / "fake_store"
 
@@ -89,7 +89,7 @@ def test_written_files(tmp_path):
 
 def test_best_value_per_column_is_marked(tables):
     ((_, table),) = [(k, t) for k, t in tables.items() if k[0] == "cil"]
-    from ctta.leaderboard import display_table
+    from ctta.report.leaderboard import display_table
 
     shown = display_table(table)
     best = table.loc[table["last_acc"].idxmax(), "method"]

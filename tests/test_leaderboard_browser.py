@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ctta.leaderboard import write_leaderboards
+from ctta.report.leaderboard import write_leaderboards
 
 FAKE = Path(__file__).parent / "data" / "fake_store"
 FLAGS = [

@@ -1,6 +1,6 @@
 import pytest
 
-from ctta.metrics import continual_metrics, online_metrics
+from ctta.plan.metrics import continual_metrics, online_metrics
 
 
 def test_continual_metrics_against_hand_computation():

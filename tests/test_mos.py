@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ctta.adapters import set_route
-from ctta.class_stats import GaussianClassStats
-from ctta.engine import prepare
-from ctta.spec import RunSpec
+from ctta.kit.adapters import set_route
+from ctta.kit.class_stats import GaussianClassStats
+from ctta.plan.spec import RunSpec
+from ctta.run.engine import prepare
 from helpers import CL_DEBUG
 
 FAST = {"epochs": 2, "ca_epochs": 3, "ca_samples": 16, "batch_size": 16}
@@ -27,7 +27,7 @@ def trained():
         }
     )
     backbone, stream, mos = prepare(spec, torch.device("cpu"))
-    mos.setup(backbone, stream.info)
+    mos.attach(backbone, stream.info)
     for task in stream.tasks[:2]:
         mos.learn(task)
     # task 2 with lr 0: the optimiser leaves the adapter alone, only the merge moves it

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctta.errors import UserError
-from ctta.leaderboard import eval_records, load_results
-from ctta.plots import (
+from ctta.core.errors import UserError
+from ctta.report.leaderboard import eval_records, load_results
+from ctta.report.plots import (
     accuracy_curve,
     accuracy_matrices,
     cost_vs_score,

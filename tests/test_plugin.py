@@ -26,8 +26,8 @@ MODULE = textwrap.dedent('''
 
     import torch
     from ctta import Method, hp
-    from ctta.params import freeze
-    from ctta.training import extract_features
+    from ctta.kit.params import freeze
+    from ctta.kit.features import extract_features
 
 
     class NearestMean(Method):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ctta import create_method, create_scenario
-from ctta.backbones import create_backbone
+from ctta.models.factory import create_backbone
 
 CPU = torch.device("cpu")
 
@@ -22,7 +22,7 @@ def stream():
 def fresh(name, stream, **hparams):
     torch.manual_seed(0)
     method = create_method(name, **hparams)
-    method.setup(create_backbone("debug_clip"), stream.info)
+    method.attach(create_backbone("debug_clip"), stream.info)
     return method
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ctta.sweep import load_sweep
+from ctta.sweep.studies import load_sweep
 
 ROOT = Path(__file__).resolve().parent.parent / "protocols"
 FILES = sorted(ROOT.glob("*.yaml")) + sorted((ROOT / "paper").glob("*.yaml"))

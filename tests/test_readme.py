@@ -3,8 +3,8 @@
 import re
 from pathlib import Path
 
-from ctta.engine import execute
-from ctta.registry import METHODS
+from ctta.core.registry import METHODS
+from ctta.run.engine import execute
 from ctta.testing import check_method
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -43,4 +43,4 @@ def test_write_your_own_method_example_runs():
         # The head has learned something: above chance on the first task's five classes.
         assert rec["acc_matrix"][0][0] > 100 / 5
     finally:
-        METHODS._entries.pop("linear_probe", None)
+        METHODS.unregister("linear_probe")

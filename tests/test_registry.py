@@ -2,7 +2,7 @@ import pytest
 
 import ctta
 from ctta import Method, UserError, create_method, list_methods
-from ctta.registry import Registry
+from ctta.core.registry import Registry
 
 CORE_METHODS = {"finetune", "joint", "simplecil", "source", "bn_adapt", "tent"}
 
@@ -55,6 +55,32 @@ def test_family_names_resolve_through_their_factory():
     assert reg.names() == ["fam:*"]
 
 
+def test_unregister_and_families_are_public():
+    reg = Registry("thing", "ctta.test-things")
+
+    @reg.register("a")
+    class A:
+        pass
+
+    @reg.register("fam", family=True)
+    def make(suffix):
+        return type(f"T_{suffix}", (), {})
+
+    assert reg.entries() == {"a": A} and list(reg.families()) == ["fam"]
+    reg.unregister("a")
+    reg.unregister("fam")
+    reg.unregister("never-registered")  # ignored
+    assert reg.entries() == {} and reg.families() == {}
+    with pytest.raises(UserError, match="unknown thing 'a'"):
+        reg.get("a")
+
+    @reg.register("a")  # the name is free again
+    class A2:
+        pass
+
+    assert reg.get("a") is A2
+
+
 def test_broken_plugin_breaks_only_itself(monkeypatch):
     from importlib.metadata import EntryPoint
 
@@ -62,7 +88,7 @@ def test_broken_plugin_breaks_only_itself(monkeypatch):
         EntryPoint("broken", "no_such_module_xyz:Thing", "ctta.test-things"),
         EntryPoint("good", "ctta.api:Method", "ctta.test-things"),
     ]
-    monkeypatch.setattr("ctta.registry.entry_points", lambda group: [e for e in eps if e.group == group])
+    monkeypatch.setattr("ctta.core.registry.entry_points", lambda group: [e for e in eps if e.group == group])
     reg = Registry("thing", "ctta.test-things")
     assert reg.names() == ["good"]
     assert "ModuleNotFoundError" in reg.broken()["broken"]
@@ -75,7 +101,7 @@ def test_every_builtin_method_declares_typed_hparams_with_nonempty_space():
     for name in list_methods():
         if name.endswith(":*"):
             continue
-        cls = ctta.registry.METHODS.get(name)
+        cls = ctta.core.registry.METHODS.get(name)
         assert cls.__doc__, f"{name} has no docstring"
         for key, values in cls.search_space().items():
             assert len(values) >= 1, f"{name}.{key} has an empty search space"

@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 from ctta import UserError, create_method
-from ctta.data import ImageData
-from ctta.engine import prepare
-from ctta.regularization import ParameterRegularizer, TrainingFisher, fisher_diagonal
-from ctta.spec import RunSpec
+from ctta.data.images import ImageData
+from ctta.kit.regularization import ParameterRegularizer, TrainingFisher, fisher_diagonal
+from ctta.plan.spec import RunSpec
+from ctta.run.engine import prepare
 from helpers import CL_DEBUG
 
 
@@ -83,7 +83,7 @@ def test_penalty_is_half_lambda_weighted_squared_distance_with_decayed_fisher():
 def _setup(method, **hp):
     spec = RunSpec.parse({"scenario": CL_DEBUG, "method": {"name": method, **hp}, "backbone": "debug_vit"})
     backbone, stream, m = prepare(spec, torch.device("cpu"))
-    m.setup(backbone, stream.info)
+    m.attach(backbone, stream.info)
     return backbone, stream, m
 
 

@@ -8,8 +8,8 @@ import sys
 import textwrap
 import time
 
-from ctta.engine import execute
-from ctta.store import Store
+from ctta.run.engine import execute
+from ctta.run.store import Store
 
 PLUGIN = textwrap.dedent('''
     import os, pathlib, time
@@ -43,7 +43,7 @@ SPEC = {
 
 def _start(tmp_path, markers, hang):
     code = (
-        f"import slowplugin, json; from ctta.engine import execute; from ctta.store import Store; "
+        f"import slowplugin, json; from ctta.run import execute, Store; "
         f"execute(json.loads({json.dumps(json.dumps(SPEC))}), store=Store({str(tmp_path / 'store')!r}))"
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "MARKERS": str(markers), "CTTA_DEVICE": "cpu"}
@@ -88,8 +88,8 @@ def test_sigkill_then_resume(tmp_path):
         straight = execute(SPEC)
     finally:
         sys.path.remove(str(tmp_path))
-        from ctta.registry import METHODS
+        from ctta.core.registry import METHODS
 
-        METHODS._entries.pop("slow_finetune", None)
+        METHODS.unregister("slow_finetune")
     assert straight["acc_matrix"] == resumed["acc_matrix"]
     assert straight["task_logs"] == resumed["task_logs"]

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from ctta import UserError, create_scenario
-from ctta.adaptation import AdaptiveMethod
-from ctta.engine import execute
-from ctta.shifts import class_proportions, stream_order, zipf_subsample
+from ctta.kit.streams import class_proportions, stream_order, zipf_subsample
+from ctta.kit.test_time import TestTimeMethod
+from ctta.run.engine import execute
 from helpers import temporary_method
 
 LABELS = np.repeat(np.arange(10), 50)  # 10 classes x 50 samples
@@ -136,7 +136,7 @@ def test_batch_size_one_and_prior_shift():
     assert sorted(counts, reverse=True)[:2] == [3, 1]  # Zipf s=2 on 3 images per class: 3, 3/4, ...
 
 
-class _CountResets(AdaptiveMethod):
+class _CountResets(TestTimeMethod):
     """Answers with zeros and counts how often it is reset."""
 
     resets = 0

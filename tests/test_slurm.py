@@ -15,11 +15,12 @@ from unittest import mock
 
 import pytest
 
-from ctta.launchers import SlurmLauncher
-from ctta.protocol_results import protocol_tables
-from ctta.registry import METHODS
-from ctta.store import Store
-from ctta.sweep import launch, load_sweep
+from ctta.core.registry import METHODS
+from ctta.report.tables import protocol_tables
+from ctta.run.store import Store
+from ctta.sweep.launch import launch
+from ctta.sweep.launchers import SlurmLauncher
+from ctta.sweep.studies import load_sweep
 from helpers import cl_half, write_sweep
 
 TOOLS = Path(__file__).resolve().parent.parent / "tools" / "slurm"
@@ -98,7 +99,7 @@ def test_a_sweep_runs_as_slurm_job_arrays(slurm_cluster, tmp_path, monkeypatch):
         summary = protocol_tables(store.root)["protocol_summary"]
         assert summary.loc[0, "state"] == "complete"
     finally:
-        METHODS._entries.pop("slurm_proto", None)
+        METHODS.unregister("slurm_proto")
     jobs = {rec["spec"]["scenario"]["classes"]: set() for rec in store.records()}
     for rec in store.records():
         jobs[rec["spec"]["scenario"]["classes"]].add(rec["task_logs"][0]["slurm_job"])

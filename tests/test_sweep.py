@@ -9,12 +9,13 @@ import pytest
 
 from ctta import UserError, hp
 from ctta.cli import main
-from ctta.launchers import DebugLauncher
 from ctta.methods.simplecil import SimpleCIL
-from ctta.protocol_results import protocol_tables
-from ctta.spec import RunSpec
-from ctta.store import Store
-from ctta.sweep import launch, load_sweep
+from ctta.plan.spec import RunSpec
+from ctta.report.tables import protocol_tables
+from ctta.run.store import Store
+from ctta.sweep.launch import launch
+from ctta.sweep.launchers import DebugLauncher
+from ctta.sweep.studies import load_sweep
 from helpers import CL_DEBUG, cl_half, temporary_method, write_sweep
 
 TUNE_EVAL = {
@@ -110,7 +111,7 @@ def test_a_failed_configuration_is_never_chosen(tmp_path):
 
 
 def _tables(sweep, records):
-    from ctta.protocol_results import study_tables
+    from ctta.report.tables import study_tables
 
     return study_tables(sweep.studies[0], records)
 
@@ -239,7 +240,7 @@ class _Flaky(SimpleCIL):
 
 
 def test_sweep_end_to_end_with_failing_configurations(tmp_path, capsys, monkeypatch):
-    from ctta.backbones import Backbone
+    from ctta.models.backbone import Backbone
 
     rows = []
     features = Backbone.features

@@ -12,11 +12,12 @@ import time
 
 import pandas as pd
 
-from ctta.launchers import DebugLauncher
-from ctta.protocol_results import protocol_tables
-from ctta.registry import METHODS
-from ctta.store import Store
-from ctta.sweep import launch, load_sweep
+from ctta.core.registry import METHODS
+from ctta.report.tables import protocol_tables
+from ctta.run.store import Store
+from ctta.sweep.launch import launch
+from ctta.sweep.launchers import DebugLauncher
+from ctta.sweep.studies import load_sweep
 from helpers import cl_half, write_sweep
 
 PLUGIN = textwrap.dedent('''
@@ -134,7 +135,7 @@ def test_sigkill_the_launcher_then_launch_again(tmp_path):
         killed, straight = protocol_tables(res), protocol_tables(ref)  # studies name slow_proto
     finally:
         sys.path.remove(str(tmp_path))
-        METHODS._entries.pop("slow_proto", None)
+        METHODS.unregister("slow_proto")
         os.environ.pop("STARTS", None)
     for name in ("protocol_runs", "tune_table", "protocol_summary", "protocol_gap"):
         pd.testing.assert_frame_equal(killed[name], straight[name])

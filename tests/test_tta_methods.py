@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from ctta import StreamInfo, create_method
-from ctta.augment import STANDARD, color_jitter, random_affine, tta_augment
-from ctta.backbones import create_backbone
-from ctta.data import digits
-from ctta.stages import lower_norm_parameters, stage_modules
+from ctta.data.datasets import digits
+from ctta.kit.augment import STANDARD, color_jitter, random_affine, tta_augment
+from ctta.kit.stages import lower_norm_parameters, probe_stages, stage_modules
+from ctta.models.factory import create_backbone
 
 LAME = pytest.importorskip("ctta.methods.lame")
 ITTA = pytest.importorskip("ctta.methods.itta")
@@ -46,7 +46,7 @@ def ready(name, source, backbone="debug_vit", **hparams):
     b.reset_head(10)
     b.head_is_trained = True
     method = create_method(name, **hparams)
-    method.setup(b, info_for(source, b.image_size))
+    method.attach(b, info_for(source, b.image_size))
     method.save_initial_state()
     return method
 
@@ -223,6 +223,23 @@ def test_itta_building_blocks():
     assert len(stage_modules(create_backbone("debug_vit"))) == 2
     assert len(stage_modules(create_backbone("small_cnn"))) == 4
     assert len(stage_modules(create_backbone("timm:test_resnet"))) == 4
+
+
+def test_stage_probe_finds_which_stages_end_in_a_relu():
+    """ReLU-ended stages (ResNet, small_cnn) are non-negative; ViT tokens and ConvNeXt stages
+    (residual sums) are signed, whatever kind the backbone declares."""
+    probe = {
+        name: [s.nonnegative for s in probe_stages(b, b.image_size)]
+        for name in ("small_cnn", "debug_vit", "timm:test_resnet", "timm:test_convnext")
+        for b in [create_backbone({"name": name, "image_size": 32} if "timm" in name else name)]
+    }
+    assert probe["small_cnn"] == [True] * 4 and probe["timm:test_resnet"] == [True] * 4
+    assert probe["debug_vit"] == [False] * 2
+    assert not any(probe["timm:test_convnext"])
+    b = create_backbone("small_cnn")
+    state = torch.get_rng_state()
+    assert probe_stages(b, 32)[0].shape == (32, 32, 32)
+    assert torch.equal(torch.get_rng_state(), state)  # the probe leaves the global random state alone
 
 
 def test_itta_trains_its_loss_and_adapts_only_the_chains(source):

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from ctta import UserError
-from ctta.data import _load_cached, iterate, load_dataset
-from ctta.registry import create_scenario
+from ctta.core.registry import create_scenario
+from ctta.data.datasets import _load_cached, load_dataset
+from ctta.data.images import iterate
 
 
 def coded_images(n: int, size: int = 8) -> np.ndarray:

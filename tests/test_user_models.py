@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from ctta import UserError
-from ctta.backbones import create_backbone
-from ctta.engine import execute
-from ctta.registry import BACKBONES
-from ctta.spec import resolve_backbone
-from ctta.user_models import _python_objects, from_module
+from ctta.core.registry import BACKBONES
+from ctta.models.factory import create_backbone
+from ctta.models.user import _python_objects, from_module
+from ctta.plan.spec import resolve_backbone
+from ctta.run.engine import execute
 from helpers import TTA_DEBUG
 
 

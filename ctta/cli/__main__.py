@@ -1,0 +1,5 @@
+"""`python -m ctta.cli`: the same as the `ctta` command."""
+
+from .main import main
+
+main()

@@ -1,0 +1,223 @@
+"""The `ctta` command line. User errors print one line and exit with status 2, no traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..core.config import load_yaml, parse_assignments
+from ..core.errors import UserError
+from .sweep import sweep_cmd
+
+KINDS = ("methods", "scenarios", "protocols", "backbones", "datasets")
+
+
+def _registry(kind: str):
+    from ..core import registry
+
+    return {
+        "methods": registry.METHODS,
+        "scenarios": registry.SCENARIOS,
+        "protocols": registry.PROTOCOLS,
+        "backbones": registry.BACKBONES,
+        "datasets": registry.DATASETS,
+    }[kind]
+
+
+def _summary(obj) -> str:
+    doc = (getattr(obj, "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
+@click.version_option(package_name="ctta")
+def cli(verbose: bool) -> None:
+    """ctta: continual-learning and test-time-adaptation benchmarks with separated tune/eval protocols."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+@cli.command("list")
+@click.argument("kind", required=False, type=click.Choice(KINDS))
+def list_cmd(kind: str | None) -> None:
+    """List registered methods, scenarios, protocols, backbones and datasets."""
+    for k in [kind] if kind else KINDS:
+        reg = _registry(k)
+        click.echo(f"{k}:")
+        for name in reg.names():
+            entry = reg.families()[name[:-2]] if name.endswith(":*") else reg.get(name)
+            click.echo(f"  {name:<22} {_summary(entry)}")
+        if reg.fallback_form is not None:
+            click.echo(f"  {reg.fallback_form[0]:<22} {reg.fallback_form[1]}")
+        for name, why in reg.broken().items():
+            click.echo(f"  {name:<22} (failed to load: {why})")
+
+
+@cli.command("show")
+@click.argument("kind", type=click.Choice(["method", "scenario"]))
+@click.argument("name")
+def show_cmd(kind: str, name: str) -> None:
+    """Show a method's hyperparameters or a scenario's options: defaults, search spaces, docs."""
+    import dataclasses
+
+    reg = _registry(kind + "s")
+    cls = reg.get(name)
+    config = cls.HParams if kind == "method" else cls.Config
+    click.echo(f"{name}: {_summary(cls)}")
+    for f in dataclasses.fields(config):
+        space = f.metadata.get("space", (f.default,))
+        extra = f"  search: {list(space)}" if len(space) > 1 else ""
+        click.echo(f"  {f.name} = {f.default!r}{extra}\n      {f.metadata.get('doc', '')}")
+
+
+@cli.command("run")
+@click.argument("spec_file", required=False, type=click.Path(dir_okay=False))
+@click.option("--scenario", help="Scenario name (overrides the spec file).")
+@click.option("-S", "scenario_opts", multiple=True, metavar="KEY=VALUE", help="Scenario option.")
+@click.option("--method", help="Method name.")
+@click.option("-H", "hparams", multiple=True, metavar="KEY=VALUE", help="Method hyperparameter.")
+@click.option("--backbone", help="Backbone name (e.g. tiny_vit, small_cnn, timm:resnet18).")
+@click.option("-B", "backbone_opts", multiple=True, metavar="KEY=VALUE", help="Backbone option.")
+@click.option("--seed", type=int, help="Run seed (default 1993).")
+@click.option("--results", default="runs", show_default=True, help="Results store directory.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--retry-failed", is_flag=True, help="Run again if the record says it failed.")
+def run_cmd(
+    spec_file,
+    scenario,
+    scenario_opts,
+    method,
+    hparams,
+    backbone,
+    backbone_opts,
+    seed,
+    results,
+    device,
+    retry_failed,
+) -> None:
+    """Run one (scenario, method, backbone, seed) and write its record."""
+    from ..plan.spec import RunSpec
+    from ..run.engine import execute
+    from ..run.store import Store
+
+    raw: dict[str, Any] = load_yaml(spec_file) if spec_file else {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{spec_file}: expected a mapping with scenario, method, backbone, seed")
+    for key, name, opts in (
+        ("scenario", scenario, scenario_opts),
+        ("method", method, hparams),
+        ("backbone", backbone, backbone_opts),
+    ):
+        current = raw.get(key, {})
+        current = {"name": current} if isinstance(current, str) else dict(current or {})
+        if name:
+            current = {"name": name}
+        current.update(parse_assignments(opts, key))
+        if current:
+            raw[key] = current
+    if seed is not None:
+        raw["seed"] = seed
+    spec = RunSpec.parse(raw, where=spec_file or "command line")
+    store = Store(results)
+    existed = store.record(spec.run_id)
+    record = execute(spec, store=store, device=device, retry_failed=retry_failed, progress=True)
+    if existed is record or (existed is not None and existed == record):
+        click.echo(f"already recorded ({record['status']}), not run again")
+    click.echo(f"{spec.label}: {record['status']}" + (f" ({record['error']})" if record.get("error") else ""))
+    for k, v in record.get("metrics", {}).items():
+        if not k.startswith("acc@"):
+            click.echo(f"  {k:<18} {v:8.2f}")
+    click.echo(f"  {'wall_s':<18} {record['wall_s']:8.2f}")
+    click.echo(f"record: {store.run_dir(spec.run_id) / 'record.json'}")
+    if record["status"] != "done":
+        sys.exit(1)
+
+
+@cli.command("collect")
+@click.argument("results", type=click.Path(file_okay=False))
+@click.option("--out", help="Table path without suffix (default RESULTS/records).")
+def collect_cmd(results: str, out: str | None) -> None:
+    """Read every record under RESULTS into one table (CSV, and Parquet when pyarrow is installed),
+    and write the protocol tables of its studies next to it (protocol_summary, protocol_gap, ...)."""
+    from ..run.store import collect, write_table
+
+    if not Path(results).is_dir():
+        raise UserError(f"{results}: no such results directory")
+    df = collect(results)
+    if df.empty:
+        raise UserError(f"{results}: no run records found")
+    out = Path(out) if out else Path(results) / "records"
+    for path in write_table(df, out):
+        click.echo(f"wrote {path}")
+    counts = df["status"].value_counts().to_dict()
+    click.echo(f"{len(df)} runs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    from ..report.tables import protocol_tables
+
+    for name, table in protocol_tables(results).items():  # studies of launched sweeps, if any
+        if not table.empty:
+            for path in write_table(table, out.with_name(name)):
+                click.echo(f"wrote {path}")
+
+
+@cli.command("pretrain")
+@click.argument("what", type=click.Choice(["vit", "clip"]))
+@click.option("--force", is_flag=True, help="Pretrain again even if cached.")
+def pretrain_cmd(what: str, force: bool) -> None:
+    """Pretrain an offline stand-in backbone on glyph classes no benchmark uses, and cache it."""
+    from ..zoo.backbones import pretrain
+
+    path, report = pretrain(what, force=force, progress=True)
+    for k, v in report.items():
+        click.echo(f"  {k:<28} {v}")
+    click.echo(f"weights: {path}")
+
+
+@cli.command("leaderboard")
+@click.argument("results", type=click.Path(file_okay=False))
+@click.option("--out", help="Output folder (default RESULTS/leaderboard).")
+def leaderboard_cmd(results: str, out: str | None) -> None:
+    """Leaderboards of RESULTS per study and scored scenario: Markdown, sortable HTML, CSV, JSON."""
+    from ..report.leaderboard import write_leaderboards
+
+    for path in write_leaderboards(results, out or Path(results) / "leaderboard"):
+        click.echo(f"wrote {path}")
+
+
+@cli.command("plot")
+@click.argument("results", type=click.Path(file_okay=False))
+@click.option("--out", help="Output folder (default RESULTS/figures).")
+def plot_cmd(results: str, out: str | None) -> None:
+    """The figures of RESULTS (PNG and PDF): accuracy curves and matrices, protocol gap, rank
+    shift, sensitivity, test-time errors and online accuracy, cost vs score."""
+    from ..report.plots import write_figures
+
+    for path in write_figures(results, out or Path(results) / "figures"):
+        click.echo(f"wrote {path}")
+
+
+cli.add_command(sweep_cmd)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = cli.main(args=argv, standalone_mode=False, prog_name="ctta")
+    except UserError as exc:
+        click.echo(f"ctta: error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("ctta: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("ctta: interrupted; finished runs are kept", err=True)
+        sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -1,0 +1,72 @@
+"""Files: where ctta caches what it builds once (rendered data, source models, features),
+content keys, atomic writes, and the lock that makes parallel workers build a file once."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def cache_dir() -> Path:
+    """`$CTTA_CACHE` if set and non-empty, else `$XDG_CACHE_HOME/ctta`, else `~/.cache/ctta`.
+
+    One resolver for every cache, so a single variable moves them all (e.g. to a cluster's
+    scratch disk). Not created here; callers make the sub-folder they use."""
+    env = os.environ.get("CTTA_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "ctta"
+
+
+def content_key(obj: Any, length: int = 16) -> str:
+    """Stable hex key of a JSON-serialisable object (sorted keys, no whitespace)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see either nothing or the whole file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_save(path: Path, save_fn) -> None:
+    """Call `save_fn(tmp_path)` then move the file into place atomically (for torch.save, np.savez)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_fn(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """Exclusive lock on `path`.lock so that parallel workers build a cached artefact once."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock, at worst two workers build the same file
+        yield
+        return
+    with open(path.with_suffix(path.suffix + ".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,8 @@
+"""Running: the engine that drives one method over one stream and scores it (`execute`), and
+the results store that keeps one atomic record per run (`Store`, `collect`). Methods and
+scenarios reach it only by name, through the registries."""
+
+from .engine import execute
+from .store import Store, collect
+
+__all__ = ["Store", "collect", "execute"]

@@ -1,0 +1,377 @@
+"""The engine: runs one (scenario, method, hyperparameters, backbone, seed) and records it.
+
+Continual learning: after every task the method is scored on the test data of every task
+seen so far (accuracy matrix). Test-time adaptation: each batch's returned prediction is
+scored as it comes (online accuracy); labels never leave this module. Every run yields one
+JSON record with its metrics, costs and versions, written atomically into the store; a run
+that raises or diverges is recorded as failed with the reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import platform
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..api import ContinualStream, Method, TestStream
+from ..core.errors import UserError
+from ..core.files import atomic_save
+from ..core.registry import create_method, create_scenario
+from ..core.seeding import seed_everything
+from ..core.version import VERSION
+from ..data.images import iterate
+from ..kit.features import cached, extract_features
+from ..kit.source import source_model
+from ..models.factory import create_backbone
+from ..plan.metrics import continual_metrics, online_metrics
+from ..plan.spec import RunSpec
+from .store import Store
+
+log = logging.getLogger(__name__)
+SCHEMA = 1
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' picks CUDA when present; `CTTA_DEVICE` overrides 'auto' (the tests pin the CPU)."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        device = os.environ.get("CTTA_DEVICE", "auto")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} requested but CUDA is not available; valid choices: auto, cpu")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise UserError(f"unknown device {device!r}; valid choices: auto, cpu, cuda, cuda:N")
+    return torch.device(device)
+
+
+class RunFailed(Exception):
+    """A run-level failure the engine records (non-finite outputs)."""
+
+
+def prepare(spec: RunSpec, device: torch.device):
+    """Build backbone, scenario stream and method for a spec, and check they fit together."""
+    seed_everything(spec.seed)
+    backbone = create_backbone(spec.backbone)
+    scenario = create_scenario(**spec.scenario)
+    method = create_method(**spec.method)
+    stream = scenario.build(seed=spec.seed, image_size=backbone.image_size, device=device)
+    type(method).check_compatible(backbone, stream.info)
+    if isinstance(stream, TestStream) and backbone.head_is_trained and not method.trains_source:
+        classes = backbone.head.out_features
+        if classes != stream.info.num_classes:
+            raise UserError(
+                f"backbone {backbone.name!r} comes with a trained head over {classes} classes, but the "
+                f"stream has {stream.info.num_classes}; use a dataset whose labels 0..{classes - 1} are "
+                f"the head's classes, or pass trained_head=false to train a source model on the stream's data"
+            )
+    return backbone.to(device), stream, method
+
+
+def execute(
+    spec: RunSpec | Mapping[str, Any],
+    *,
+    store: Store | None = None,
+    device: str | torch.device = "auto",
+    retry_failed: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run `spec` (or return its existing record) and write the record into `store`.
+
+    Raises UserError for invalid specs and incompatible method/backbone/stream combinations;
+    everything the method does wrong is recorded as a failed run instead.
+    """
+    spec = spec if isinstance(spec, RunSpec) else RunSpec.parse(spec)
+    run_id = spec.run_id
+    if store is not None:
+        existing = store.record(run_id)
+        if existing is not None and (existing["status"] == "done" or not retry_failed):
+            return existing
+    dev = resolve_device(device)
+    backbone, stream, method = prepare(spec, dev)
+    marker = None
+    if store is not None:
+        store.write_spec(run_id, spec.as_dict())
+        marker = store.mark_running(run_id)
+    record: dict[str, Any] = {
+        "schema": SCHEMA,
+        "run_id": run_id,
+        "spec": spec.as_dict(),
+        "kind": stream.info.kind,
+        "device": str(dev),
+        "host": socket.gethostname(),
+        "versions": versions(),
+        "started_at": _now(),
+    }
+    t0 = time.perf_counter()
+    try:
+        with PeakMemory(dev) as mem:
+            if isinstance(stream, TestStream):
+                result = _run_test_time(spec, backbone, stream, method, progress)
+            else:
+                ckpt = store.checkpoint_path(run_id) if store is not None else None
+                result = _run_continual(spec, backbone, stream, method, progress, ckpt)
+        record.update(result, status="done", error=None)
+        record["peak_mb"], record["peak_mb_kind"] = mem.peak_mb, mem.kind
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except UserError:
+        raise
+    except Exception as exc:  # the method's failure is the run's result, not the sweep's
+        log.warning("run %s failed: %s", run_id, exc)
+        record.update(
+            status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8)
+        )
+    finally:
+        if marker is not None and marker.exists():
+            marker.unlink()
+    record["wall_s"] = time.perf_counter() - t0
+    record["finished_at"] = _now()
+    record["total_params"] = sum(p.numel() for p in backbone.parameters())
+    if store is not None:
+        store.write_record(record)
+        ckpt = store.checkpoint_path(run_id)
+        if ckpt.exists():
+            ckpt.unlink()
+    return record
+
+
+def _setup(method: Method, backbone, info) -> float:
+    t = time.perf_counter()
+    method.attach(backbone, info)
+    return time.perf_counter() - t
+
+
+# --------------------------------------------------------------------------- continual learning
+def _run_continual(
+    spec: RunSpec, backbone, stream: ContinualStream, method: Method, progress: bool, ckpt
+) -> dict:
+    info = stream.info
+    n_tasks = len(stream.tasks)
+    matrix: list[list[float | None]] = []
+    acc_seen: list[float] = []
+    logs: list[dict[str, float]] = []
+    method_s = 0.0
+    start = 0
+    if ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, map_location=info.device, weights_only=False)
+        method, matrix, acc_seen, logs = state["method"], state["matrix"], state["acc_seen"], state["logs"]
+        method_s, start = state["method_s"], state["next_task"]
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resuming %s at task %d", spec.run_id, start)
+    else:
+        method_s += _setup(method, backbone, info)
+    bar = _bar(progress, n_tasks, f"{spec.method['name']} tasks", initial=start)
+    for task in stream.tasks[start:]:
+        t = time.perf_counter()
+        method.train()
+        out = method.learn(task) or {}
+        method_s += time.perf_counter() - t
+        bad = [k for k, v in out.items() if isinstance(v, float) and not np.isfinite(v)]
+        if bad:
+            raise RunFailed(f"non-finite {bad[0]} while learning task {task.index}")
+        logs.append({k: float(v) for k, v in out.items()})
+        seen = torch.as_tensor(task.seen_classes, device=info.device)
+        correct, counts = [], []
+        t = time.perf_counter()
+        for j in range(task.index + 1):
+            c, n = _score(
+                method, backbone, stream.tests[j], seen, info, where=f"task {j} after task {task.index}"
+            )
+            correct.append(c)
+            counts.append(n)
+        method_s += time.perf_counter() - t
+        matrix.append(
+            [100.0 * c / max(n, 1) for c, n in zip(correct, counts)] + [None] * (n_tasks - task.index - 1)
+        )
+        acc_seen.append(100.0 * sum(correct) / max(sum(counts), 1))
+        if ckpt is not None and task.index + 1 < n_tasks:
+            _checkpoint(ckpt, method, matrix, acc_seen, logs, method_s, task.index + 1)
+        bar.update(1)
+    bar.close()
+    return {
+        "metrics": continual_metrics(matrix, acc_seen),
+        "acc_matrix": matrix,
+        "acc_seen": acc_seen,
+        "task_logs": logs,
+        "method_s": method_s,
+        "trainable_params": method.trainable_parameters(),
+    }
+
+
+@torch.no_grad()
+def _score(method: Method, backbone, data, seen: torch.Tensor, info, where: str) -> tuple[int, int]:
+    """(correct, total) of the method on `data`, restricted to the classes seen so far."""
+    method.eval()
+    mask = torch.full((info.num_classes,), float("-inf"), device=info.device)
+    mask[seen] = 0.0
+    if method.features_only:
+        feats, labels = extract_features(backbone, data, device=info.device)
+        batches = ((method.predict_features(f), y) for f, y in zip(feats.split(1024), labels.split(1024)))
+    else:
+        batches = ((method.predict(x), y) for x, y in iterate(data, 256, device=info.device))
+    correct = total = 0
+    for logits, y in batches:
+        if not torch.isfinite(logits[:, seen]).all():
+            raise RunFailed(f"non-finite logits on {where}")
+        correct += int(((logits + mask).argmax(1) == y).sum())
+        total += len(y)
+    return correct, total
+
+
+def _checkpoint(path, method, matrix, acc_seen, logs, method_s, next_task) -> None:
+    state = {
+        "method": method,
+        "matrix": matrix,
+        "acc_seen": acc_seen,
+        "logs": logs,
+        "method_s": method_s,
+        "next_task": next_task,
+        "torch_rng": torch.get_rng_state(),
+    }
+    try:
+        atomic_save(path, lambda tmp: torch.save(state, tmp))
+    except Exception as exc:  # e.g. a plugin holding an unpicklable object: run on without resume
+        log.warning("cannot checkpoint %s (%s); this run will restart from scratch if interrupted", path, exc)
+
+
+# --------------------------------------------------------------------------- test-time adaptation
+def _run_test_time(spec: RunSpec, backbone, stream: TestStream, method: Method, progress: bool) -> dict:
+    info = stream.info
+    if not backbone.head_is_trained and not getattr(method, "trains_source", False):
+        recipe = info.extra["source_recipe"]
+        backbone = source_model(
+            backbone,
+            info.source,
+            num_classes=info.num_classes,
+            recipe=recipe,
+            seed=spec.seed,
+            device=info.device,
+            key_parts={"backbone": backbone.identity, "source": info.source.identity()},
+        )
+    method_s = _setup(method, backbone, info)
+    method.save_initial_state()
+    n, correct, domains = [], [], []
+    previous = None
+    bar = _bar(progress, stream.num_batches, f"{spec.method['name']} batches")
+    for batch, y in stream.batches():
+        t = time.perf_counter()
+        resets = stream.reset_on_domain_change or method.reset_on_domain_change
+        if resets and previous is not None and batch.domain != previous:
+            method.reset()
+        if method.features_only:
+            key = ("batch", backbone.identity, stream.key, batch.index)
+            feats = cached(key, functools.partial(_features, backbone, batch.x))
+            logits = method.predict_features(feats.to(info.device))
+        else:
+            logits = method.predict(batch.x)
+        method_s += time.perf_counter() - t
+        if not torch.isfinite(logits).all():
+            raise RunFailed(f"non-finite logits at batch {batch.index}")
+        correct.append(int((logits.argmax(1) == y.to(logits.device)).sum()))
+        n.append(len(y))
+        domains.append(batch.domain)
+        previous = batch.domain
+        bar.update(1)
+    bar.close()
+    return {
+        "metrics": online_metrics(n, correct, domains),
+        "online_n": n,
+        "online_correct": correct,
+        "online_domain": domains,
+        "method_s": method_s,
+        "trainable_params": method.trainable_parameters(),
+    }
+
+
+@torch.no_grad()
+def _features(backbone, x: torch.Tensor) -> torch.Tensor:
+    backbone.eval()
+    return backbone.features(x)
+
+
+# --------------------------------------------------------------------------- costs and provenance
+class PeakMemory:
+    """Peak memory of the run in MB: CUDA's max allocated bytes on a GPU; on the CPU, the rise
+    of the process's resident set above its level at the start, sampled every 5 ms."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak_mb = 0.0
+        self.kind = "cuda_max_allocated" if device.type == "cuda" else "cpu_rss_rise"
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+            return self
+        import psutil
+
+        proc = psutil.Process()
+        self._base = proc.memory_info().rss
+        self._peak = self._base
+        self._stop = threading.Event()
+
+        def sample():
+            while not self._stop.wait(0.005):
+                self._peak = max(self._peak, proc.memory_info().rss)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self.peak_mb = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_mb = (self._peak - self._base) / 2**20
+        return False
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    out = {
+        "ctta": VERSION,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": version("timm"),
+        "numpy": np.__version__,
+    }
+    if torch.cuda.is_available():
+        out["cuda_device"] = torch.cuda.get_device_name()
+    return out
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def _bar(enabled: bool, total: int, desc: str, initial: int = 0):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, initial=initial, leave=False, dynamic_ncols=True)
