@@ -34,10 +34,11 @@ def stage(dest: Path) -> Path:
 
 def check(tree: Path) -> subprocess.CompletedProcess:
     """lint-imports on the staged `tree` (its copy of ctta shadows the installed one)."""
-    exe = Path(sys.executable).with_name("lint-imports")
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    # lint-imports' own entry point, run by this interpreter (works in any venv that has it)
+    code = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
     return subprocess.run(
-        [str(exe), "--no-cache", str(REPO / "pyproject.toml")],
+        [sys.executable, "-c", code, "--no-cache", str(REPO / "pyproject.toml")],
         cwd=tree,
         env=env,
         capture_output=True,
