@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from ctta.core.errors import UserError
-from ctta.report.leaderboard import leaderboards, load_results, write_leaderboards
+from ctta.report.leaderboard import leaderboards, write_leaderboards
+from ctta.report.results import load_results
 from ctta.run.store import collect
 
 FAKE = Path(__file__).parent / "data" / "fake_store"
@@ -43,14 +44,17 @@ def test_one_table_per_honest_study_with_every_method(tables):
         assert sorted(table["method"]) == sorted(eval_runs(study)["method"].unique())
 
 
-def test_cl_columns_are_means_and_stds_over_the_eval_seeds(tables):
+def test_cl_columns_are_means_and_intervals_over_the_eval_seeds(tables):
     ((_, table),) = [(k, t) for k, t in tables.items() if k[0] == "cil"]
     runs = eval_runs("cil")
     for metric in ("avg_inc_acc", "last_acc", "forgetting_max", "bwt"):
         expected = runs.groupby("method")[metric]
         got = table.set_index("method")
         assert got[metric].to_dict() == pytest.approx(expected.mean().to_dict())
-        assert got[f"{metric}_std"].to_dict() == pytest.approx(expected.std(ddof=1).to_dict())
+        # two seeds: a quarter of the resamples draw the lower one twice, a quarter the higher one,
+        # so the 95 % percentile interval runs from the lower seed's value to the higher one's
+        assert got[f"{metric}_lo"].to_dict() == pytest.approx(expected.min().to_dict())
+        assert got[f"{metric}_hi"].to_dict() == pytest.approx(expected.max().to_dict())
     assert (table["seeds"] == 2).all()
     assert table.set_index("method").loc["simplecil", "trainable_params"] == 0
 
@@ -79,12 +83,14 @@ def test_written_files(tmp_path):
     paths = write_leaderboards(FAKE, tmp_path)
     assert [p.name for p in paths] == [f"leaderboard.{e}" for e in ("md", "html", "csv", "json")]
     md = paths[0].read_text()
-    assert md.count("\n## ") == 2 and "| simplecil" in md and " ± " in md and "**" in md
+    assert md.count("\n## ") == 3 and "\n## Claims\n" in md and "| reality_check" in md  # 2 tables + claims
+    assert "| simplecil" in md and " [" in md and "**" in md
     rows = json.loads(paths[3].read_text())
     assert {r["method"] for r in rows} == {"finetune", "simplecil", "source", "tent"}
     assert all(isinstance(r["online_acc" if r["study"] == "tta" else "last_acc"], float) for r in rows)
     csv = pd.read_csv(paths[2])
     assert pd.api.types.is_float_dtype(csv["last_acc"]) and len(csv) == 4
+    assert {"last_acc_lo", "last_acc_hi", "online_acc_lo", "gap_lo", "rank_change_p"} <= set(csv.columns)
 
 
 def test_best_value_per_column_is_marked(tables):
@@ -99,6 +105,33 @@ def test_best_value_per_column_is_marked(tables):
     assert not other["last acc (%)"].startswith("**")
 
 
+def test_bold_marks_every_value_whose_interval_overlaps_the_best_one():
+    from ctta.report.leaderboard import display_table
+
+    table = pd.DataFrame(
+        {
+            "method": ["a", "b", "c", "d"],
+            "last_acc": [50.0, 48.0, 30.0, 44.0],
+            "last_acc_lo": [45.0, 40.0, 25.0, 39.0],
+            "last_acc_hi": [55.0, 52.0, 35.0, 44.9],  # d's interval ends just below a's
+            "forgetting_max": [10.0, 20.0, 5.0, 5.0],  # lower is better; no intervals: ties marked
+        }
+    )
+    shown = display_table(table).set_index("method")
+    bold = {m for m in "abcd" if shown.loc[m, "last acc (%)"].startswith("**")}
+    assert bold == {"a", "b"}
+    assert shown.loc["b", "last acc (%)"] == "**48.0 [40.0, 52.0]**"
+    assert {m for m in "abcd" if shown.loc[m, "forgetting (pts)"].startswith("**")} == {"c", "d"}
+
+
+def test_gap_and_rank_change_carry_intervals(tables):
+    for (_, _), table in tables.items():
+        t = table.set_index("method")
+        # the fake store's oracle picked the honest configurations: every replicate's gap is 0
+        assert (t["gap_lo"] == 0).all() and (t["gap_hi"] == 0).all()
+        assert (t["rank_change_p"] == 0).all()
+
+
 def test_single_seed_and_no_oracle(tmp_path):
     store = tmp_path / "store"
     shutil.copytree(FAKE, store)
@@ -111,7 +144,8 @@ def test_single_seed_and_no_oracle(tmp_path):
     for table in tables.values():
         assert (table["seeds"] == 1).all()
         assert table["gap"].isna().all()
-        assert table.filter(like="_std").isna().all().all()  # one seed: no spread
+    cil = next(t for (study, _), t in tables.items() if study == "cil")
+    assert (cil["last_acc_lo"] == cil["last_acc"]).all() and (cil["last_acc_hi"] == cil["last_acc"]).all()
     write_leaderboards(store, tmp_path / "out")
 
 
@@ -127,4 +161,5 @@ def test_empty_or_missing_store_is_a_one_line_error(tmp_path, capsys):
 def test_cli_writes_the_leaderboard(tmp_path, capsys):
     code, out = run_cli(["leaderboard", str(FAKE), "--out", str(tmp_path)], capsys)
     assert code == 0, out.err
-    assert (tmp_path / "leaderboard.html").read_text().count("<table") == 2
+    page = (tmp_path / "leaderboard.html").read_text()
+    assert page.count('class="leaderboard"') == 2 and page.count('class="claims"') == 1

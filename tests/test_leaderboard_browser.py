@@ -55,7 +55,7 @@ def test_html_leaderboard_in_a_headless_browser(tmp_path):
 
             def column_values():
                 cells = table.locator(f"tbody tr td:nth-child({column + 1})").all_inner_texts()
-                return [float(c.split("±")[0]) for c in cells]
+                return [float(c.split("[")[0]) for c in cells]
 
             header.click()
             ascending = column_values()

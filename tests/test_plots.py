@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from ctta.core.errors import UserError
-from ctta.report.leaderboard import eval_records, load_results
+from ctta.report.results import eval_records, load_results, study_intervals
 from ctta.report.plots import (
     accuracy_curve,
     accuracy_matrices,
@@ -66,10 +66,27 @@ def test_accuracy_matrix_heatmaps_show_the_mean_matrix(res):
 
 
 def test_gap_bars_and_rank_shift_follow_the_gap_table(res, colors):
-    gap = res.gap[res.gap.study == "tta"].assign(oracle_std=0.0)
+    gap = res.gap[res.gap.study == "tta"]
+    intervals = study_intervals(res, "tta", eval_records(res, "tta")).gap_table(
+        "online_acc", list(gap["method"])
+    )
+    gap = gap.join(intervals, on="method")
     fig = gap_bars(gap, colors)
     heights = sorted(round(p.get_height(), 6) for p in fig.axes[0].patches)
     assert heights == sorted(round(v, 6) for v in [*gap["honest"], *gap["oracle"]])
+    # the whiskers span each score's 95 % interval
+    whiskers = sorted(
+        tuple(np.round(seg[:, 1], 6))
+        for c in fig.axes[0].collections
+        if isinstance(c, matplotlib.collections.LineCollection)
+        for seg in c.get_segments()
+    )
+    expected = sorted(
+        (round(r[f"{k}_lo"], 6), round(r[f"{k}_hi"], 6))
+        for _, r in gap.iterrows()
+        for k in ("honest", "oracle")
+    )
+    assert whiskers == expected and any(lo < hi for lo, hi in expected)
     fig = rank_shift(gap, colors)
     ends = sorted((tuple(line.get_ydata())) for line in fig.axes[0].get_lines())
     assert ends == sorted(zip(gap["rank_oracle"], gap["rank_honest"]))

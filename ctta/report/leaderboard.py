@@ -1,10 +1,11 @@
 """Leaderboards: pure functions of a results store's records and protocol tables.
 
 `leaderboards(results)` gives one table per (study, scored scenario) of every honest study
-(oracle studies only feed the gap columns): method rows; mean ± std over seeds of the
-scenario kind's metrics; seeds, the chosen hyperparameters, trainable parameters, wall time,
-peak memory; and, where an oracle study measures it, the oracle score, the protocol gap
-(oracle − honest) and the rank change. A study with several scored scenarios also gets an
+(oracle studies only feed the gap columns): method rows; the mean over seeds of the
+scenario kind's metrics with 95 % bootstrap intervals (`ctta.report.intervals`); seeds, the
+chosen hyperparameters, trainable parameters, wall time, peak memory; and, where an oracle
+study measures it, the oracle score, the protocol gap (oracle − honest) and the rank change,
+with their intervals. A study with several scored scenarios also gets an
 overview table, one column per scenario (e.g. the accuracy under a non-i.i.d. stream).
 `write_leaderboards` writes them as Markdown, one standalone sortable HTML page, CSV and JSON.
 """
@@ -15,15 +16,17 @@ import html
 import json
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from ..core.errors import UserError
 from ..plan.metrics import LOWER_IS_BETTER
-from ..run.store import collect
-from .tables import protocol_tables
+from .claims import evaluate_claims
+from .claims import markdown as claims_markdown
+from .intervals import StudyIntervals
+from .results import Results, eval_records, honest_studies, load_results, study_intervals
+from .stats import interval
 
 CL_METRICS = ("avg_inc_acc", "last_acc", "forgetting_max", "bwt")
 TTA_METRICS = ("online_acc", "online_err", "vs_source")
@@ -45,46 +48,8 @@ LABELS = {
 }
 
 
-@dataclass
-class Results:
-    """The collected records and protocol tables of one results directory."""
-
-    records: pd.DataFrame
-    runs: pd.DataFrame
-    tune: pd.DataFrame
-    summary: pd.DataFrame
-    gap: pd.DataFrame
-
-
-def load_results(root: str | Path) -> Results:
-    """Read a results directory; a clear error when it holds no record."""
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"{root}: no such results directory")
-    records = collect(root)
-    if records.empty:
-        raise UserError(f"{root}: no run records (run `ctta sweep launch` or `ctta run` first)")
-    t = protocol_tables(root)
-    return Results(records, t["protocol_runs"], t["tune_table"], t["protocol_summary"], t["protocol_gap"])
-
-
 def higher_is_better(column: str) -> bool:
     return column not in LOWER_IS_BETTER | {"trainable_params", "wall_s", "peak_mb"}
-
-
-def eval_records(res: Results, study: str) -> pd.DataFrame:
-    """The finished eval runs of a study, one row per run, with its scored scenario ('case')."""
-    if res.runs.empty:
-        return pd.DataFrame()
-    runs = res.runs[(res.runs.study == study) & (res.runs.phase == "eval") & (res.runs.status == "done")]
-    runs = runs[["method", "case", "seed", "run_id"]].drop_duplicates("run_id")
-    return runs.merge(res.records.drop(columns=["method", "seed"]), on="run_id", how="inner")
-
-
-def honest_studies(res: Results) -> list[str]:
-    if res.summary.empty:
-        return []
-    return list(dict.fromkeys(res.summary.loc[res.summary.protocol != "oracle", "study"]))
 
 
 def metric_columns(runs: pd.DataFrame) -> list[str]:
@@ -98,34 +63,53 @@ def metric_columns(runs: pd.DataFrame) -> list[str]:
     return list(CL_METRICS)
 
 
-def case_table(runs: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
-    """One scored scenario: a row per method, `<metric>` (mean) and `<metric>_std` columns."""
+def case_table(runs: pd.DataFrame, summary: pd.DataFrame, intervals: StudyIntervals) -> pd.DataFrame:
+    """One scored scenario: a row per method; `<metric>` (the mean over seeds) with its 95 %
+    interval `<metric>_lo`, `<metric>_hi`; costs; the chosen configuration; and the oracle
+    score, protocol gap and rank change with their intervals."""
+    case = runs["case"].iloc[0]
     runs = runs.copy()
-    if runs["kind"].iloc[0] == "test_time":
-        source = runs[runs.method == "source"].groupby("seed")["online_acc"].mean()
-        runs["vs_source"] = runs["online_acc"] - runs["seed"].map(source)
-    metrics = [m for m in metric_columns(runs) if m in runs]
-    grouped = runs.groupby("method")
-    table = grouped[metrics].mean()
-    std = grouped[metrics].std(ddof=1).add_suffix("_std")
-    table = table.join(std)
-    table["seeds"] = grouped["seed"].nunique()
-    for c in COST:
-        table[c] = grouped[c].mean() if c in runs else math.nan
+    metrics = [m for m in metric_columns(runs) if m in runs or m == "vs_source"]
+    if "source" not in set(runs["method"]):
+        metrics = [m for m in metrics if m != "vs_source"]
+    methods = sorted(runs["method"].unique())
+    rows = []
+    for method in methods:
+        row: dict = {"method": method}
+        for m in (*metrics, *(c for c in COST[1:] if c in runs)):
+            row[m] = intervals.point(case, method, m)
+            row[f"{m}_lo"], row[f"{m}_hi"] = intervals.interval(case, method, m)
+        mine = runs[runs.method == method]
+        row["seeds"] = mine["seed"].nunique()
+        row["trainable_params"] = mine["trainable_params"].mean() if "trainable_params" in mine else math.nan
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("method")
     info = summary.set_index("method")
     table["hparams"] = info["chosen_config"].reindex(table.index)
     for c in ("oracle", "gap", "rank_change"):
         table[c] = info[c].reindex(table.index) if c in info else math.nan
+    metric = summary["metric"].iloc[0] if not summary.empty else None
+    if metric is not None and "gap" in info and info["gap"].notna().any():
+        table = table.join(intervals.gap_table(metric, methods))
     return table.reset_index()
 
 
-def overview_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """A study with several scored scenarios: the main metric per scenario and their mean."""
+def overview_table(runs: pd.DataFrame, intervals: StudyIntervals) -> pd.DataFrame:
+    """A study with several scored scenarios: the main metric per scenario and their mean,
+    each with its interval."""
     metric = "online_acc" if runs["kind"].iloc[0] == "test_time" else "last_acc"
-    per_case = runs.pivot_table(index="method", columns="case", values=metric, aggfunc="mean")
-    per_case.columns = [f"{metric}@{c}" for c in per_case.columns]
-    per_case[f"{metric}_mean"] = per_case.mean(axis=1)
-    return per_case.reset_index()
+    cases = list(dict.fromkeys(runs["case"]))
+    rows = []
+    for method in sorted(runs["method"].unique()):
+        row: dict = {"method": method}
+        for case in cases:
+            col = f"{metric}@{case}"
+            row[col] = intervals.point(case, method, metric)
+            row[f"{col}_lo"], row[f"{col}_hi"] = intervals.interval(case, method, metric)
+        row[f"{metric}_mean"] = sum(row[f"{metric}@{c}"] for c in cases) / len(cases)
+        row[f"{metric}_mean_lo"], row[f"{metric}_mean_hi"] = interval(intervals.score(method, metric))
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def leaderboards(res: Results) -> dict[tuple[str, str], pd.DataFrame]:
@@ -136,72 +120,82 @@ def leaderboards(res: Results) -> dict[tuple[str, str], pd.DataFrame]:
         runs = eval_records(res, study)
         if runs.empty:
             continue
+        intervals = study_intervals(res, study, runs)
         summary = res.summary[res.summary.study == study]
         cases = list(dict.fromkeys(runs["case"]))
         for case in cases:
-            out[(study, case)] = case_table(runs[runs.case == case], summary)
+            out[(study, case)] = case_table(runs[runs.case == case], summary, intervals)
         if len(cases) > 1:
-            out[(study, "overview")] = overview_table(runs)
+            out[(study, "overview")] = overview_table(runs, intervals)
     return out
 
 
 # --------------------------------------------------------------------------- rendering
 UNRANKED = {"method", "seeds", "hparams", "gap", "rank_change"}
+BOUNDS = ("_lo", "_hi", "_p")
 
 
-def _best(table: pd.DataFrame, column: str):
-    """The best value of a column as shown (rounded as in the table, so that values that look
-    equal are marked alike); None when there is nothing to choose between."""
-    if column in UNRANKED:
-        return None
-    values = table[column].dropna().map(lambda v: _number(column, v))
-    values = values.map(lambda t: float(t.replace(",", "")))
-    if values.nunique() < 2:
-        return None
-    return values.max() if higher_is_better(column) else values.min()
+def _marks(table: pd.DataFrame, column: str) -> list[bool]:
+    """Which rows to mark best in `column`: the best value as shown, and every row whose 95 %
+    interval overlaps the best row's (a difference the intervals cannot tell from noise). None
+    marked when there is nothing to choose between."""
+    if column in UNRANKED or column == "hparams":
+        return [False] * len(table)
+    shown = table[column].map(
+        lambda v: float(_number(column, v).replace(",", "")) if _finite(v) else math.nan
+    )
+    if shown.dropna().nunique() < 2:
+        return [False] * len(table)
+    best = shown.idxmax() if higher_is_better(column) else shown.idxmin()
+    if f"{column}_lo" not in table:
+        return (shown == shown[best]).tolist()
+    lo, hi = table[f"{column}_lo"], table[f"{column}_hi"]
+    return [bool(shown[i] == shown[best] or (lo[i] <= hi[best] and lo[best] <= hi[i])) for i in table.index]
 
 
 def _cells(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Strings for people ('mean ± std' cells, headers with units) and, of the same shape, which
-    cells hold their column's best value."""
+    """Strings for people ('mean [lo, hi]' cells, headers with units) and, of the same shape,
+    which cells to mark best."""
     shown = pd.DataFrame({"method": table["method"]})
     marks = pd.DataFrame({"method": False}, index=table.index)
     for c in table.columns:
-        if c in ("method",) or c.endswith("_std"):
+        if c == "method" or c.endswith(BOUNDS) or c.endswith("_std"):
             continue
-        best = _best(table, c)
-        cells, marked = [], []
+        cells = []
         for _, row in table.iterrows():
             v = row[c]
             if c == "hparams":
                 cells.append(v if isinstance(v, str) else "")
-            elif v is None or (isinstance(v, float) and math.isnan(v)):
+            elif not _finite(v):
                 cells.append("–")
             else:
                 text = _number(c, v)
-                marked.append(best is not None and float(text.replace(",", "")) == best)
-                sd = row.get(f"{c}_std")
-                if sd is not None and isinstance(sd, float) and not math.isnan(sd):
-                    text += f" ± {sd:.1f}"
+                lo, hi = row.get(f"{c}_lo"), row.get(f"{c}_hi")
+                if _finite(lo) and _finite(hi):
+                    text += f" [{_number(c, lo)}, {_number(c, hi)}]"
+                if _finite(row.get(f"{c}_p")):
+                    text += f" p={row[f'{c}_p']:.2f}"
                 cells.append(text)
-                continue
-            marked.append(False)
         label = LABELS.get(c, f"{c} (%)" if c.startswith("acc@") else c)
-        shown[label], marks[label] = cells, marked
+        shown[label], marks[label] = cells, _marks(table, c)
     return shown, marks
 
 
 def display_table(table: pd.DataFrame, bold: tuple[str, str] = ("**", "**")) -> pd.DataFrame:
-    """Strings for people, the best value per column wrapped in `bold`."""
+    """Strings for people, the best values per column wrapped in `bold`."""
     shown, marks = _cells(table)
     return shown.where(~marks, bold[0] + shown + bold[1])
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _number(column: str, v) -> str:
     if column in ("seeds", "trainable_params"):
         return f"{int(v):,}"
-    if column == "rank_change":
-        return f"{int(v):+d}"
+    if column.startswith("rank_change"):
+        return f"{int(round(v)):+d}"
     return f"{v:.1f}"
 
 
@@ -215,18 +209,27 @@ def _title(key: tuple[str, str], res: Results) -> str:
     return f"{study} ({protocol}): {case}"
 
 
-def markdown(tables: dict, res: Results) -> str:
+def markdown(tables: dict, res: Results, claims: pd.DataFrame) -> str:
     parts = ["# Leaderboard", "", LEGEND, ""]
     for key, table in tables.items():
         parts += [f"## {_title(key, res)}", "", display_table(table).to_markdown(index=False), ""]
+    parts += ["## Claims", "", CLAIMS_LEGEND, "", claims_markdown(claims), ""]
     return "\n".join(parts)
 
 
 LEGEND = (
-    "Mean ± standard deviation over eval seeds; **bold**: best per column. Hyperparameters were "
-    "chosen by each study's protocol on data or scenarios other than the ones scored here. "
-    "*protocol gap* = oracle score (tuned on the scored data itself) − honest score; *rank "
-    "change* = honest rank − oracle rank (positive: the oracle flatters the method)."
+    "Mean over eval seeds [95 % bootstrap interval over seeds and, for online accuracy, over test "
+    "batches]; **bold**: the best value per column and every value whose interval overlaps the "
+    "best one's. Hyperparameters were chosen by each study's protocol on data or scenarios other "
+    "than the ones scored here. *protocol gap* = oracle score (tuned on the scored data itself) − "
+    "honest score; *rank change* = honest rank − oracle rank (positive: the oracle flatters the "
+    "method), with p = the share of bootstrap replicates in which the two ranks differ."
+)
+
+CLAIMS_LEGEND = (
+    "The seed papers' claims, tested on the studies above (`ctta claims`): d is the difference "
+    "in the claimed direction with its 95 % paired bootstrap interval; the verdict rules are in "
+    "ctta/report/claims.py."
 )
 
 SORT_JS = """
@@ -264,11 +267,13 @@ table.leaderboard td:first-child, table.leaderboard th:first-child { text-align:
 table.leaderboard th { background: #eef2f7; }
 table.leaderboard th[data-sort="asc"]::after { content: " \\25B2"; }
 table.leaderboard th[data-sort="desc"]::after { content: " \\25BC"; }
+table.claims { border-collapse: collapse; font-size: 13px; }
+table.claims th, table.claims td { border: 1px solid #ccc; padding: 4px 8px; vertical-align: top; text-align: left; }
 td.best { font-weight: bold; background: #e3f4e1; }
 """
 
 
-def html_page(tables: dict, res: Results) -> str:
+def html_page(tables: dict, res: Results, claims: pd.DataFrame) -> str:
     sections = []
     for key, table in tables.items():
         shown, marks = _cells(table)
@@ -278,6 +283,12 @@ def html_page(tables: dict, res: Results) -> str:
         sections.append(
             f'<section id="{_anchor(key)}"><h2>{html.escape(_title(key, res))}</h2>{styler.to_html()}</section>'
         )
+    claims_table = claims[["claim", "statement", "study", "evidence", "verdict", "comment"]]
+    sections.append(
+        f'<section id="claims"><h2>Claims</h2><p>{html.escape(CLAIMS_LEGEND)}</p>'
+        + claims_table.style.set_uuid("claims").hide(axis="index").set_table_attributes('class="claims"').to_html()
+        + "</section>"
+    )
     legend = html.escape(LEGEND).replace("**bold**", "<b>bold</b>")
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>ctta leaderboard</title>'
@@ -288,7 +299,8 @@ def html_page(tables: dict, res: Results) -> str:
 
 
 def write_leaderboards(results: str | Path, out: str | Path) -> list[Path]:
-    """Write leaderboard.md, leaderboard.html, leaderboard.csv and leaderboard.json into `out`."""
+    """Write leaderboard.md, leaderboard.html (both with the claims table), leaderboard.csv and
+    leaderboard.json into `out`."""
     res = load_results(results)
     tables = leaderboards(res)
     if not tables:
@@ -301,9 +313,10 @@ def write_leaderboards(results: str | Path, out: str | Path) -> list[Path]:
         for row in table.to_dict("records")
     ]
     flat = pd.DataFrame(rows)
+    claims = evaluate_claims(res)
     paths = [out / f"leaderboard.{ext}" for ext in ("md", "html", "csv", "json")]
-    paths[0].write_text(markdown(tables, res))
-    paths[1].write_text(html_page(tables, res))
+    paths[0].write_text(markdown(tables, res, claims))
+    paths[1].write_text(html_page(tables, res, claims))
     flat.to_csv(paths[2], index=False)
     paths[3].write_text(json.dumps(json.loads(flat.to_json(orient="records")), indent=1))
     return paths

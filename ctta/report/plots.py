@@ -20,7 +20,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .leaderboard import Results, eval_records, honest_studies, load_results  # noqa: E402
+from .intervals import tune_intervals  # noqa: E402
+from .results import Results, eval_records, honest_studies, load_results, study_intervals, tune_records  # noqa: E402
+from .stats import Bootstrap, interval  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +45,19 @@ def _legend_right(fig, ax) -> None:
 
 
 def accuracy_curve(runs: pd.DataFrame, colors: dict) -> plt.Figure:
-    """1. Accuracy on all seen classes after each task, mean over seeds, band = ± std."""
+    """1. Accuracy on all seen classes after each task, mean over seeds, band = 95 % bootstrap
+    interval over seeds."""
     fig, ax = plt.subplots(figsize=(COLUMN * 1.4, 2.4))
+    boot = Bootstrap(sorted(runs["seed"].unique()))
     for method, group in runs.groupby("method"):
         acc = np.array(group["acc_seen"].tolist(), dtype=float)
         mean, x = acc.mean(0), np.arange(1, acc.shape[1] + 1)
         ax.plot(x, mean, marker="o", ms=3, color=colors[method], label=method)
         if len(acc) > 1:
-            std = acc.std(0, ddof=1)
-            ax.fill_between(x, mean - std, mean + std, color=colors[method], alpha=0.2, lw=0)
+            bounds = np.array(
+                [interval(boot.seed_mean(dict(zip(group["seed"], acc[:, t])))) for t in range(acc.shape[1])]
+            )
+            ax.fill_between(x, bounds[:, 0], bounds[:, 1], color=colors[method], alpha=0.2, lw=0)
     ax.set(xlabel="after task", ylabel="accuracy on seen classes (%)", ylim=(0, 100))
     ax.set_xticks(x)
     _legend_right(fig, ax)
@@ -90,8 +96,14 @@ def accuracy_matrices(runs: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def _whiskers(table: pd.DataFrame, column: str) -> np.ndarray:
+    """Asymmetric error bars [[below], [above]] from `<column>_lo` and `<column>_hi`."""
+    return np.array([table[column] - table[f"{column}_lo"], table[f"{column}_hi"] - table[column]])
+
+
 def gap_bars(gap: pd.DataFrame, colors: dict) -> plt.Figure:
-    """3. Honest score (hatched: tuned elsewhere) beside the oracle score, ± std over seeds."""
+    """3. Honest score (tuned elsewhere) beside the oracle score (hatched: tuned on the scored
+    data), with 95 % bootstrap intervals."""
     gap = gap.dropna(subset=["honest", "oracle"]).sort_values("honest", ascending=False)
     fig, ax = plt.subplots(figsize=(COLUMN * 1.4, 2.4))
     x = np.arange(len(gap))
@@ -100,7 +112,7 @@ def gap_bars(gap: pd.DataFrame, colors: dict) -> plt.Figure:
         x - 0.2,
         gap["honest"],
         0.4,
-        yerr=gap["honest_std"],
+        yerr=_whiskers(gap, "honest"),
         color=c,
         capsize=2,
         label="honest (separated tuning)",
@@ -109,7 +121,7 @@ def gap_bars(gap: pd.DataFrame, colors: dict) -> plt.Figure:
         x + 0.2,
         gap["oracle"],
         0.4,
-        yerr=gap.get("oracle_std"),
+        yerr=_whiskers(gap, "oracle"),
         color=c,
         alpha=0.45,
         hatch="//",
@@ -124,14 +136,21 @@ def gap_bars(gap: pd.DataFrame, colors: dict) -> plt.Figure:
 
 
 def rank_shift(gap: pd.DataFrame, colors: dict) -> plt.Figure:
-    """4. Slope chart: each method's rank under oracle tuning and under separated tuning."""
+    """4. Slope chart: each method's rank under oracle tuning and under separated tuning, with
+    the 95 % bootstrap interval of each rank (whiskers) and, for a method whose rank changes,
+    the share p of replicates in which its two ranks differ."""
     gap = gap.dropna(subset=["rank_honest", "rank_oracle"])
-    fig, ax = plt.subplots(figsize=(COLUMN, 0.25 * len(gap) + 1.2))
+    fig, ax = plt.subplots(figsize=(COLUMN * 1.2, 0.25 * len(gap) + 1.2))
     for _, r in gap.iterrows():
-        ax.plot([0, 1], [r["rank_oracle"], r["rank_honest"]], marker="o", color=colors[r["method"]])
-        ax.annotate(
-            r["method"], (1, r["rank_honest"]), xytext=(6, 0), textcoords="offset points", va="center"
-        )
+        color = colors[r["method"]]
+        ax.plot([0, 1], [r["rank_oracle"], r["rank_honest"]], marker="o", color=color)
+        for x, name in ((0, "rank_oracle"), (1, "rank_honest")):
+            if f"{name}_lo" in r and np.isfinite(r[f"{name}_lo"]):
+                ax.vlines(x, r[f"{name}_lo"], r[f"{name}_hi"], color=color, lw=3, alpha=0.3)
+        label = r["method"]
+        if r["rank_honest"] != r["rank_oracle"] and np.isfinite(r.get("rank_change_p", np.nan)):
+            label += f" (p={r['rank_change_p']:.2f})"
+        ax.annotate(label, (1, r["rank_honest"]), xytext=(6, 0), textcoords="offset points", va="center")
         ax.annotate(
             f"{int(r['rank_oracle'])}",
             (0, r["rank_oracle"]),
@@ -150,7 +169,9 @@ def rank_shift(gap: pd.DataFrame, colors: dict) -> plt.Figure:
 
 
 def sensitivity(tune: pd.DataFrame, colors: dict) -> plt.Figure:
-    """5. Tune-phase score of every configuration of each method, the chosen one starred."""
+    """5. Tune-phase score of every configuration of each method with its 95 % bootstrap
+    interval (over tune seeds and, for online accuracy, test batches; a single tune seed of a
+    continual-learning study has none), the chosen one starred."""
     methods = [m for m, g in tune.groupby("method") if g["score"].notna().sum() > 1] or sorted(
         tune["method"].unique()
     )
@@ -163,7 +184,8 @@ def sensitivity(tune: pd.DataFrame, colors: dict) -> plt.Figure:
     for ax, method in zip(axes.flat, methods):
         g = tune[tune.method == method].reset_index(drop=True)
         x = np.arange(len(g))
-        ax.errorbar(x, g["score"], yerr=g["score_std"], marker="o", ms=3, color=colors[method], capsize=2)
+        yerr = _whiskers(g, "score") if "score_lo" in g else None
+        ax.errorbar(x, g["score"], yerr=yerr, marker="o", ms=3, color=colors[method], capsize=2)
         chosen = g.index[g["chosen"].fillna(False).astype(bool)]
         ax.scatter(chosen, g.loc[chosen, "score"], marker="*", s=80, color="k", zorder=3, label="chosen")
         ax.set_xticks(x, [_short(c) for c in g["config"]], rotation=30, ha="right", fontsize=6)
@@ -248,20 +270,21 @@ def figures(res: Results) -> Iterator[tuple[str, plt.Figure]]:
         if gap.empty or gap["oracle"].isna().all():
             log.info("%s: no oracle study measures its gap: figures 3 and 4 skipped", study)
         else:
-            gap = gap.merge(_oracle_std(res), on=["oracle_study", "method"], how="left")
+            intervals = study_intervals(res, study, runs).gap_table(
+                gap["metric"].iloc[0], list(gap["method"])
+            )
+            gap = gap.join(intervals, on="method")
             yield f"{study}-3-protocol-gap", gap_bars(gap, colors)
             yield f"{study}-4-rank-shift", rank_shift(gap, colors)
         tune = res.tune[(res.tune.study == study)] if not res.tune.empty else pd.DataFrame()
         if not tune.empty and tune["score"].notna().any():
+            tune = tune.merge(
+                tune_intervals(tune_records(res, study), tune["metric"].iloc[0]), on="config_id", how="left"
+            )
             yield f"{study}-5-sensitivity", sensitivity(tune, colors)
         metric = "last_acc" if continual else "online_acc"
         per_method = runs.groupby("method")[[metric, "wall_s"]].mean().reset_index()
         yield f"{study}-7-cost-vs-score", cost_vs_score(per_method, colors, metric)
-
-
-def _oracle_std(res: Results) -> pd.DataFrame:
-    s = res.summary[["study", "method", "score_std"]]
-    return s.rename(columns={"study": "oracle_study", "score_std": "oracle_std"})
 
 
 def write_figures(results: str | Path, out: str | Path) -> list[Path]:

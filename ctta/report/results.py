@@ -1,0 +1,71 @@
+"""A results directory as the reports read it: the collected records and protocol tables
+(`load_results`), each study's finished eval and tune runs, and the study's intervals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..core.errors import UserError
+from ..run.store import collect
+from .intervals import StudyIntervals
+from .tables import protocol_tables
+
+
+@dataclass
+class Results:
+    """The collected records and protocol tables of one results directory."""
+
+    records: pd.DataFrame
+    runs: pd.DataFrame
+    tune: pd.DataFrame
+    summary: pd.DataFrame
+    gap: pd.DataFrame
+
+
+def load_results(root: str | Path) -> Results:
+    """Read a results directory; a clear error when it holds no record."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root}: no such results directory")
+    records = collect(root)
+    if records.empty:
+        raise UserError(f"{root}: no run records (run `ctta sweep launch` or `ctta run` first)")
+    t = protocol_tables(root)
+    return Results(records, t["protocol_runs"], t["tune_table"], t["protocol_summary"], t["protocol_gap"])
+
+
+def eval_records(res: Results, study: str) -> pd.DataFrame:
+    """The finished eval runs of a study, one row per run, with its scored scenario ('case')."""
+    if res.runs.empty:
+        return pd.DataFrame()
+    runs = res.runs[(res.runs.study == study) & (res.runs.phase == "eval") & (res.runs.status == "done")]
+    runs = runs[["method", "case", "seed", "run_id"]].drop_duplicates("run_id")
+    return runs.merge(res.records.drop(columns=["method", "seed"]), on="run_id", how="inner")
+
+
+def tune_records(res: Results, study: str) -> pd.DataFrame:
+    """The finished tune runs of a study, one row per run, with its configuration and case."""
+    if res.runs.empty:
+        return pd.DataFrame()
+    runs = res.runs[(res.runs.study == study) & (res.runs.phase == "tune") & (res.runs.status == "done")]
+    runs = runs[["method", "config_id", "case", "seed", "run_id"]].drop_duplicates("run_id")
+    return runs.merge(res.records.drop(columns=["method", "seed"]), on="run_id", how="inner")
+
+
+def honest_studies(res: Results) -> list[str]:
+    if res.summary.empty:
+        return []
+    return list(dict.fromkeys(res.summary.loc[res.summary.protocol != "oracle", "study"]))
+
+
+def study_intervals(res: Results, study: str, runs: pd.DataFrame) -> StudyIntervals:
+    """The study's intervals, paired with its oracle study's eval runs when one measures it."""
+    oracle = None
+    if not res.gap.empty:
+        measured = res.gap[res.gap.study == study]
+        if not measured.empty:
+            oracle = eval_records(res, measured["oracle_study"].iloc[0])
+    return StudyIntervals(runs, oracle)
