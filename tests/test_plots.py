@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from ctta.core.errors import UserError
-from ctta.report.results import eval_records, load_results, study_intervals
 from ctta.report.plots import (
     accuracy_curve,
     accuracy_matrices,
@@ -21,6 +20,7 @@ from ctta.report.plots import (
     rank_shift,
     write_figures,
 )
+from ctta.report.results import eval_records, load_results, study_intervals
 
 FAKE = Path(__file__).parent / "data" / "fake_store"
 

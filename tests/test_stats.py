@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ctta.report.stats import Bootstrap, interval, overlaps, point_online, ranks
@@ -75,9 +76,7 @@ def test_replicates_are_paired_across_methods_and_reproducible():
     assert not np.array_equal(a, other)
 
 
-def _cl_runs(scores: dict[str, list[float]], case: str = "c") -> "pd.DataFrame":
-    import pandas as pd
-
+def _cl_runs(scores: dict[str, list[float]], case: str = "c") -> pd.DataFrame:
     return pd.DataFrame(
         [
             {"method": m, "case": case, "seed": s, "kind": "class_incremental", "last_acc": v}
