@@ -170,7 +170,6 @@ class ITTA(TestTimeMethod):
                 "backbone": self.model.identity,
                 "source": info.source.identity(),
                 "recipe": recipe,
-                "seed": info.seed,
                 "num_classes": info.num_classes,
                 "loss": [h.loss_depth, h.align_weight, h.loss_lr_factor],
             }
@@ -180,7 +179,7 @@ class ITTA(TestTimeMethod):
 
     def _fit(self, recipe: dict) -> None:
         h, model = self.hparams, self.model
-        torch.manual_seed(self.info.seed)
+        torch.manual_seed(recipe["seed"])
         model.train()
         for m in model.modules():  # double backward needs timm's attention without the fused kernel
             if hasattr(m, "fused_attn"):
@@ -219,9 +218,10 @@ class ITTA(TestTimeMethod):
             lr=recipe["lr"],
             optimizer=recipe["optimizer"],
             weight_decay=recipe.get("weight_decay", 0.0),
-            seed=self.info.seed,
+            seed=recipe["seed"],
             device=self.info.device,
             after_step=step_loss_net,
+            desc=f"ITTA source model ({self.info.source.name}, seed {recipe['seed']})",
         )
 
     # -- test time ---------------------------------------------------------------------------

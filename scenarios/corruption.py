@@ -42,6 +42,7 @@ from ctta.kit import (
     load_dataset,
     per_class,
     sample_pool,
+    source_data,
     stream_order,
     test_time_info,
     zipf_subsample,
@@ -107,7 +108,7 @@ class Corruption(Scenario):
 
     def build(self, *, seed: int, image_size: int, device) -> TestStream:
         c = self.config
-        source = per_class(load_dataset(c.dataset, "train", image_size), c.source_per_class, seed)
+        source = source_data(c, load_dataset(c.dataset, "train", image_size), seed)
         test = per_class(
             sample_pool(load_dataset(c.dataset, "test", image_size), c.samples), c.test_per_class, seed
         )

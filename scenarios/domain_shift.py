@@ -41,6 +41,7 @@ from ctta.kit import (
     derive_seed,
     load_dataset,
     per_class,
+    source_data,
     stream_order,
     test_time_info,
     zipf_subsample,
@@ -148,7 +149,7 @@ class DomainShift(Scenario):
         held_split = load_dataset(c.dataset, "test", image_size)
         trained, streamed = self.roles(names)
         stream_split = held_split if c.selection in ("training_domain", "oracle") else train_split
-        source = per_class(_domains(train_split, names, trained), c.source_per_class, seed)
+        source = source_data(c, _domains(train_split, names, trained), seed)
         parts = []
         for i, dom in enumerate(streamed):
             part = per_class(_domains(stream_split, names, [dom]), c.test_per_class, seed)

@@ -55,6 +55,7 @@ def source_model(
             weight_decay=recipe.get("weight_decay", 0.0),
             seed=seed,
             device=device,
+            desc=f"source model ({source.name}, seed {seed})",
         )
 
     cached_training(backbone, key, train)

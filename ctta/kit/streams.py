@@ -38,6 +38,7 @@ from ..api import ContinualStream, StreamInfo, Task
 from ..core.config import hp
 from ..core.errors import UserError
 from ..data.images import ImageData
+from ..data.splits import per_class
 
 ORDERS = ("iid", "class_sorted", "dirichlet")
 MAX_SLOTS = 100
@@ -161,6 +162,11 @@ class StreamOptions:
     source_epochs: int = hp(10, doc="source training: epochs on the labelled source data")
     source_lr: float = hp(1e-3, doc="source training: AdamW step size")
     source_batch_size: int = hp(128, doc="source training: batch size")
+    source_seed: int | None = hp(
+        0,
+        doc="source training: seed of the source model and of its data (one source model serves "
+        "every run seed, as one pretrained model does in test-time papers); null: the run seed",
+    )
 
 
 def check_stream_options(options: StreamOptions, where: str) -> None:
@@ -173,15 +179,25 @@ def check_stream_options(options: StreamOptions, where: str) -> None:
         raise UserError(f"{where}: zipf must be >= 0, got {options.zipf}")
 
 
-def source_recipe(options: StreamOptions) -> dict:
-    """The source model's training recipe, as the engine expects it in `info.extra`."""
+def source_recipe(options: StreamOptions, seed: int) -> dict:
+    """The source model's training recipe, as the engine expects it in `info.extra` (`seed`:
+    the run seed, used where the options fix no source seed)."""
     return {
         "epochs": options.source_epochs,
         "lr": options.source_lr,
         "batch_size": options.source_batch_size,
         "optimizer": "adamw",
         "weight_decay": 0.05,
+        "seed": seed if options.source_seed is None else options.source_seed,
     }
+
+
+def source_data(options: StreamOptions, train: ImageData, seed: int) -> ImageData:
+    """The labelled data the source model trains on: at most `source_per_class` images per
+    class, chosen by the source seed (the run seed where none is fixed)."""
+    return per_class(
+        train, options.source_per_class, seed if options.source_seed is None else options.source_seed
+    )
 
 
 def test_time_info(
@@ -196,7 +212,7 @@ def test_time_info(
         seed=seed,
         device=device,
         source=source,
-        extra={**extra, "order": options.order, "source_recipe": source_recipe(options)},
+        extra={**extra, "order": options.order, "source_recipe": source_recipe(options, seed)},
     )
 
 

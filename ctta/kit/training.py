@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.config import hp
+from ..core.progress import bar as progress_bar
 from ..data.images import ImageData, iterate
 
 if TYPE_CHECKING:
@@ -78,14 +79,15 @@ def fit(
     warmup: float = 0.0,
     before_step: Callable[[], None] | None = None,
     after_step: Callable[[], None] | None = None,
-    progress: Callable[[int], None] | None = None,
+    desc: str | None = None,
 ) -> dict[str, float]:
     """Minimise `loss_fn(x, y)` over `epochs` passes of `data`; returns {'loss': last-epoch mean, 'steps': n}.
 
     `params` may be optimiser parameter groups (e.g. a head at a tenth of the step size).
     `before_step` runs between the backward pass and the optimiser step (gradients in
     `.grad`, e.g. to accumulate a Fisher estimate); `after_step` after each optimiser step
-    (e.g. to merge adapters). Raises NonFiniteLoss when the loss becomes NaN or infinite.
+    (e.g. to merge adapters). `desc` names a progress bar over the steps (shown where the
+    command line shows bars). Raises NonFiniteLoss when the loss becomes NaN or infinite.
     """
     params = trainable_groups(params)
     if not params:
@@ -105,6 +107,7 @@ def fit(
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     step, last = 0, float("nan")
+    bar = progress_bar(total, desc or "", unit="step", enabled=desc is not None)
     for epoch in range(epochs):
         running, count = 0.0, 0
         for x, y in iterate(data, batch_size, shuffle=True, seed=seed * 1000 + epoch, device=device):
@@ -123,9 +126,9 @@ def fit(
             running += loss.item() * len(y)
             count += len(y)
             step += 1
-            if progress is not None:
-                progress(1)
+            bar.update(1)
         last = running / max(count, 1)
+    bar.close()
     return {"loss": last, "steps": step}
 
 

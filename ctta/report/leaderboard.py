@@ -286,7 +286,10 @@ def html_page(tables: dict, res: Results, claims: pd.DataFrame) -> str:
     claims_table = claims[["claim", "statement", "study", "evidence", "verdict", "comment"]]
     sections.append(
         f'<section id="claims"><h2>Claims</h2><p>{html.escape(CLAIMS_LEGEND)}</p>'
-        + claims_table.style.set_uuid("claims").hide(axis="index").set_table_attributes('class="claims"').to_html()
+        + claims_table.style.set_uuid("claims")
+        .hide(axis="index")
+        .set_table_attributes('class="claims"')
+        .to_html()
         + "</section>"
     )
     legend = html.escape(LEGEND).replace("**bold**", "<b>bold</b>")

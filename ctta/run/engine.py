@@ -27,6 +27,7 @@ import torch
 from ..api import ContinualStream, Method, TestStream
 from ..core.errors import UserError
 from ..core.files import atomic_save
+from ..core.progress import bar as progress_bar
 from ..core.registry import create_method, create_scenario
 from ..core.seeding import seed_everything
 from ..core.version import VERSION
@@ -173,7 +174,7 @@ def _run_continual(
         log.info("resuming %s at task %d", spec.run_id, start)
     else:
         method_s += _setup(method, backbone, info)
-    bar = _bar(progress, n_tasks, f"{spec.method['name']} tasks", initial=start)
+    bar = progress_bar(n_tasks, f"{spec.method['name']} tasks", unit="task", initial=start, enabled=progress)
     for task in stream.tasks[start:]:
         t = time.perf_counter()
         method.train()
@@ -257,7 +258,7 @@ def _run_test_time(spec: RunSpec, backbone, stream: TestStream, method: Method, 
             info.source,
             num_classes=info.num_classes,
             recipe=recipe,
-            seed=spec.seed,
+            seed=recipe["seed"],
             device=info.device,
             key_parts={"backbone": backbone.identity, "source": info.source.identity()},
         )
@@ -265,7 +266,7 @@ def _run_test_time(spec: RunSpec, backbone, stream: TestStream, method: Method, 
     method.save_initial_state()
     n, correct, domains = [], [], []
     previous = None
-    bar = _bar(progress, stream.num_batches, f"{spec.method['name']} batches")
+    bar = progress_bar(stream.num_batches, f"{spec.method['name']} batches", unit="batch", enabled=progress)
     for batch, y in stream.batches():
         t = time.perf_counter()
         resets = stream.reset_on_domain_change or method.reset_on_domain_change
@@ -359,19 +360,3 @@ def versions() -> dict[str, str]:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def close(self):
-        pass
-
-
-def _bar(enabled: bool, total: int, desc: str, initial: int = 0):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, initial=initial, leave=False, dynamic_ncols=True)
