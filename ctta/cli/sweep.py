@@ -135,6 +135,7 @@ def status_cmd(sweep_file: str, results: str | None) -> None:
 def launch_cmd(sweep_file, results, launcher, jobs, device, retry_failed, reclaim, **slurm) -> None:
     """Run every run that has no record yet (tune runs first, eval runs as tuning finishes)."""
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from ..sweep.launch import launch
     from ..sweep.launchers import make_launcher
@@ -153,9 +154,10 @@ def launch_cmd(sweep_file, results, launcher, jobs, device, retry_failed, reclai
         bar.refresh()
 
     try:
-        report = launch(
-            sweep, store, runner, retry_failed=retry_failed, reclaim=reclaim, on_progress=progress
-        )
+        with logging_redirect_tqdm():  # warnings (damaged files, reclaimed runs) on lines of their own
+            report = launch(
+                sweep, store, runner, retry_failed=retry_failed, reclaim=reclaim, on_progress=progress
+            )
     finally:
         bar.close()
     click.echo(

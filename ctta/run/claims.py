@@ -7,8 +7,8 @@ thread rewrites every `CTTA_HEARTBEAT_S` seconds (30) while the run is alive. A 
 heartbeat is older than ten heartbeats (300 s) is stale, whichever host wrote it; one from
 this machine whose process is gone is stale at once, and so is one from an earlier life of
 a requeued Slurm job. A stale claim is taken over with a
-one-line warning; `reclaim=True` takes over a live one too (`--reclaim`). Taking over goes
-through a rename, so two processes that find the same stale claim never both win.
+one-line warning; `reclaim=True` takes over a live one too (`--reclaim`). Takeovers go one
+at a time (a lock file), so two processes that find the same stale claim never both win.
 """
 
 from __future__ import annotations
@@ -181,31 +181,31 @@ def _create(marker: Path, data: bytes, token: str) -> bool:
         tmp.unlink(missing_ok=True)
 
 
-def _remove_if_unchanged(marker: Path, holder: Holder) -> bool:
-    """Remove `marker` if it still is `holder`'s claim as read. The rename makes sure that of two
-    processes taking over the same stale claim, only one removes it (and none a newer one)."""
-    aside = marker.with_name(f".{marker.name}.reclaim-{uuid.uuid4().hex}")
-    try:
-        os.rename(marker, aside)
-    except FileNotFoundError:
-        return False
-    try:
-        if aside.read_bytes() == holder.raw:
-            return True
-        try:  # a newer claim (a heartbeat, or another process's): put it back
-            os.link(aside, marker)
-        except FileExistsError:
-            pass
-        return False
-    finally:
-        aside.unlink(missing_ok=True)
-
-
 def _take(marker: Path, holder: Holder, reason: str) -> bool:
-    if _remove_if_unchanged(marker, holder):
-        log.warning("reclaimed %s from %s: %s", marker, holder.describe(), reason)
-        return True
-    return False
+    """Remove `marker` if it still is `holder`'s claim as read, with a warning line.
+
+    Removing by name is not conditional, so takeovers go one at a time, under a lock file made
+    the same way as claims: of two processes taking over the same stale claim, the second
+    finds the first one's new claim (not the stale one) and leaves it. A lock left by a
+    process that died in these few milliseconds is cleared after a minute."""
+    lock = marker.with_name(f".{marker.name}.takeover")
+    token = uuid.uuid4().hex
+    if not _create(lock, token.encode(), token):
+        if time.time() - _mtime(lock) > 60:
+            lock.unlink(missing_ok=True)
+        time.sleep(0.05)  # another process is taking it over: let it finish
+        return False
+    try:
+        try:
+            if marker.read_bytes() != holder.raw:
+                return False  # a heartbeat, or a new claim: not the one judged
+        except FileNotFoundError:
+            return False
+        marker.unlink()
+    finally:
+        lock.unlink(missing_ok=True)
+    log.warning("reclaimed %s from %s: %s", marker, holder.describe(), reason)
+    return True
 
 
 def take_over(marker: Path, reason: str) -> bool:
@@ -267,7 +267,7 @@ def claim(marker: Path, what: str, *, reclaim: bool = False) -> Claim:
     info = {**_machine(), "pid": os.getpid(), "started": now, "heartbeat": now, "token": uuid.uuid4().hex}
     info["slurm_job"], info["slurm_restart"] = _slurm()
     data = json.dumps(info).encode()
-    for _ in range(10):  # each round either claims, or removes a claim that was in the way
+    for _ in range(20):  # each round claims, finds a live claim, or removes a dead one
         if _create(marker, data, info["token"]):
             return Claim(marker, info).start()
         holder = read_holder(marker)
