@@ -73,7 +73,8 @@ def _slurm() -> tuple[str | None, int]:
     return os.environ.get("SLURM_JOB_ID"), int(os.environ.get("SLURM_RESTART_COUNT") or 0)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` of this machine runs (a zombie has ended)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -81,7 +82,7 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     stat = _read_first(f"/proc/{pid}/stat")
-    return stat is None or stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]  # a zombie has ended
+    return stat is None or stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
 
 
 @dataclass
@@ -114,7 +115,7 @@ class Holder:
             return f"Slurm job {job} was requeued"
         here = _machine()
         same = all(self.info.get(k) in (None, here[k]) for k in ("boot_id", "pid_ns"))
-        if self.info["host"] == here["host"] and same and not _pid_alive(int(self.info["pid"])):
+        if self.info["host"] == here["host"] and same and not pid_alive(int(self.info["pid"])):
             return f"process {self.info['pid']} on this host has ended"
         return None
 
@@ -242,7 +243,10 @@ class Claim:
                 )
                 return
             self.info["heartbeat"] = time.time()
-            atomic_write_bytes(self.marker, json.dumps(self.info).encode())
+            try:
+                atomic_write_bytes(self.marker, json.dumps(self.info).encode())
+            except OSError as exc:  # a full disk or a file-system hiccup: try again next time
+                log.warning("cannot refresh the heartbeat in %s (%s)", self.marker, exc.strerror or exc)
 
     def release(self) -> None:
         self._stop.set()

@@ -4,7 +4,9 @@ Continual learning: after every task the method is scored on the test data of ev
 seen so far (accuracy matrix). Test-time adaptation: each batch's returned prediction is
 scored as it comes (online accuracy); labels never leave this module. Every run yields one
 JSON record with its metrics, costs and versions, written atomically into the store; a run
-that raises or diverges is recorded as failed with the reason.
+that raises or diverges is recorded as failed with the reason. With a store, a run is
+claimed first (claims.py), so it executes once however many processes launch it, and a
+continual-learning run resumes from its last finished task (checkpoints.py).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from ..core.errors import UserError
 from ..core.registry import METHODS, SCENARIOS
 from ..kit.features import feature_cache
 from ..plan.spec import RunSpec
-from ..run.claims import RunClaimed
+from ..run.claims import RunClaimed, pid_alive
 from ..run.engine import execute
 from ..run.store import Store
 
@@ -189,21 +189,11 @@ def _exit_with(pid: int) -> None:
             fd = os.pidfd_open(pid)
             select.select([fd], [], [])  # readable once the process has ended
         except (AttributeError, OSError):
-            while _pid_alive(pid):
+            while pid_alive(pid):
                 time.sleep(0.5)
         os._exit(1)  # records are written atomically: an interrupted run leaves no record
 
     threading.Thread(target=watch, name="ctta-exit-with-launcher", daemon=True).start()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RunChunk(submitit.helpers.Checkpointable):
