@@ -64,6 +64,17 @@ def test_a_dead_claim_is_taken_over_with_one_line(store, caplog, dead):
     assert line.endswith(reason.format(pid=holder["pid"]))
 
 
+def test_a_claim_of_a_requeued_slurm_job_is_its_own_to_take_over(store, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    marker = _plant(store, RUN_ID, slurm_job="77", slurm_restart=1)  # another task of this allocation
+    assert store.status(RUN_ID) == "running"
+    marker.unlink()
+    _plant(store, RUN_ID, slurm_job="77", slurm_restart=0)  # this job before it was requeued
+    assert store.status(RUN_ID) == "pending"
+    assert claims.read_holder(marker).stale() == "Slurm job 77 was requeued"
+
+
 def test_a_live_claim_blocks_the_run_until_reclaim(tmp_path, caplog, capsys):
     store = Store(tmp_path / "res")
     marker = _plant(store, RUN_ID, heartbeat=time.time() - 200)

@@ -110,7 +110,7 @@ class Holder:
         if (
             job is not None
             and self.info.get("slurm_job") == job
-            and self.info.get("slurm_restart", 0) < restarts
+            and int(self.info.get("slurm_restart") or 0) < restarts
         ):
             return f"Slurm job {job} was requeued"
         here = _machine()
@@ -133,7 +133,8 @@ def read_holder(marker: Path) -> Holder | None:
         info = json.loads(raw)
         if not isinstance(info, dict) or not {"host", "pid"} <= info.keys():
             raise ValueError("not a mapping with host and pid")
-        int(info["pid"]), float(info.get("heartbeat", info.get("started", 0.0)))
+        int(info["pid"]), int(info.get("slurm_restart") or 0)
+        float(info.get("heartbeat", info.get("started", 0.0)))
     except (ValueError, TypeError) as exc:
         # only the O_EXCL fallback can show a claim before its content: give it a moment
         # (host "?" is no host, so its "pid" is never looked up)
