@@ -124,8 +124,11 @@ class Method(nn.Module):
     phase it runs in.
 
     Keep modules the method trains or uses as attributes (it is an `nn.Module`), freeze what
-    it does not train, and store an optimiser at `self.optimizer`: then `reset()` restores
-    the state right after `setup`, and checkpoints capture everything.
+    it does not train, keep tensors it updates as buffers, and store an optimiser at
+    `self.optimizer`: then `reset()` restores the state right after `setup`, and a
+    continual-learning run resumes from its checkpoint (`setup` again, then
+    `load_state_dict`; other state goes into `get_extra_state` as tensors and plain values, or
+    is rebuilt in `resume`).
     """
 
     name: ClassVar[str] = "?"
@@ -141,6 +144,9 @@ class Method(nn.Module):
     # True when the method is reset at every domain boundary of the stream, as the "single"
     # setting does for every method (ITTA's reset=per_domain sets it per instance).
     reset_on_domain_change: bool = False
+    # False for methods whose state the state dict cannot hold (Avalanche strategies): their
+    # continual-learning runs are not checkpointed and restart from the first task.
+    resumable: ClassVar[bool] = True
 
     @dataclass
     class HParams:
@@ -190,6 +196,11 @@ class Method(nn.Module):
     def predict_features(self, features: torch.Tensor) -> torch.Tensor:
         """Logits from the backbone's penultimate features (methods with `features_only`)."""
         raise NotImplementedError
+
+    def resume(self, done: list[Task]) -> None:
+        """Called when a run resumes from a checkpoint, after `setup` and `load_state_dict`, with
+        the tasks learnt before the interruption (they are not learnt again): rebuild what the
+        state dict cannot hold from them (e.g. `joint`'s training data so far)."""
 
     def reset(self) -> None:
         """Back to the state right after setup (test-time methods: the source model)."""

@@ -13,7 +13,10 @@ experience with its index and class timeline; no evaluation or logging runs insi
 Avalanche. Avalanche is imported only when such a method is created.
 
 `ctta show method avalanche:EWC` lists a strategy's hyperparameters. Required arguments
-without a default here must be given (`-H name=value`); the error says which.
+without a default here must be given (`-H name=value`); the error says which. A strategy keeps
+its state in plain Python objects (EWC's importances, LwF's previous model, replay buffers),
+which a checkpoint of tensors cannot hold: an interrupted `avalanche:*` run restarts from its
+first task.
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ class AvalancheMethod(Method):
     strategy_kwargs: ClassVar[tuple[str, ...]] = ()
     required: ClassVar[tuple[str, ...]] = ()
     stream_kinds = frozenset({"class_incremental", "domain_incremental"})
+    resumable = False
 
     def setup(self, backbone, info):
         import avalanche.training
@@ -245,7 +249,7 @@ def _generate(strategy: str) -> type[AvalancheMethod]:
 
 
 def __getattr__(attr: str):
-    # Generated classes are found by name when a checkpointed method is unpickled.
+    # Generated classes are found by name when one is unpickled (pickled by reference).
     if attr.startswith("Avalanche_"):
         return avalanche_method(attr[len("Avalanche_") :])
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")

@@ -16,7 +16,7 @@ weights). The embeddings (patch embedding, class token, position embedding) are 
 `draw` freezes them at a task with probability 1/2 (the paper's "half" applied to them as one
 category), `train` or `freeze` always. The classifier head and the final norm always train.
 Every draw uses its own seed (derived from the run seed and the task index); both are logged
-and kept in `self.draws`.
+and kept in `self.draws` (part of the state dict, so a resumed run keeps them too).
 """
 
 from __future__ import annotations
@@ -95,6 +95,12 @@ class HFT(Method):
             if not isinstance(block.attn.qkv, SplitQKV):
                 block.attn.qkv = SplitQKV(block.attn.qkv)
         self.draws: list[dict] = []
+
+    def get_extra_state(self) -> dict:
+        return {"draws": self.draws}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.draws = list(state["draws"])
 
     def draw(self, task_index: int) -> dict:
         """Freeze a freshly drawn half of every block (and maybe the embeddings); unfreeze the rest."""

@@ -2,7 +2,8 @@
 
 At every task the model restarts from the pretrained backbone and a fresh head and is
 trained on the training data of all tasks so far, so the score after task i is what
-i.i.d. training on the same data reaches. Not a continual method: it keeps all data.
+i.i.d. training on the same data reaches. Not a continual method: it keeps all data (a
+resumed run takes it again from the tasks it had learnt).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class Joint(Method):
         self.model.train()
         loss = cross_entropy_on(self.model, classes=list(task.seen_classes))
         return fit_task(self, self.model.parameters(), task, loss, data=data)
+
+    def resume(self, done: list[Task]) -> None:
+        self._seen = [t.train for t in done]
 
     def predict(self, x):
         self.model.eval()

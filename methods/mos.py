@@ -98,6 +98,17 @@ class MOS(Method):
         self.stats = GaussianClassStats(d, c, diagonal=self.hparams.covariance == "diagonal").to(info.device)
         self.register_buffer("class_task", torch.full((c,), -1, dtype=torch.long, device=info.device))
 
+    def get_extra_state(self) -> dict:
+        return {"adapters": len(self.blocks[0].adapters)}
+
+    def set_extra_state(self, state: dict) -> None:
+        # before the adapters' weights load (children load after their parent): one per task learnt
+        h = self.hparams
+        while len(self.blocks[0].adapters) < state["adapters"]:
+            add_adapter(
+                self.blocks, rank=h.rank, dropout=h.adapter_dropout, scale=h.adapter_scale, warm_start=False
+            )
+
     def learn(self, task: Task) -> dict[str, float]:
         h, t = self.hparams, task.index
         add_adapter(

@@ -130,8 +130,9 @@ def test_oracle_gap_and_rank_change(tmp_path):
         records[r.run_id] = _done(r, table.get(r.spec.method.get("lr"), 50.0))
     store = Store(tmp_path / "res")
     sweep.prepare(store)  # writes the study definitions that collect reads
-    for rec in records.values():
-        store.write_record({**rec, "spec": {}})
+    specs = {r.run_id: r.spec.as_dict() for r in sweep.plan({})}
+    for run_id, rec in records.items():
+        store.write_record({**rec, "spec": specs[run_id]})
     gap = protocol_tables(store.root)["protocol_gap"].set_index("method")
     assert gap.loc["finetune", "honest"] == 30.0 and gap.loc["finetune", "oracle"] == 70.0
     assert gap.loc["finetune", "gap"] == 40.0 and gap.loc["simplecil", "gap"] == 0.0

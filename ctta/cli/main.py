@@ -91,6 +91,7 @@ def show_cmd(kind: str, name: str) -> None:
 @click.option("--results", default="runs", show_default=True, help="Results store directory.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--retry-failed", is_flag=True, help="Run again if the record says it failed.")
+@click.option("--reclaim", is_flag=True, help="Take the run over even if another process holds it.")
 def run_cmd(
     spec_file,
     scenario,
@@ -103,6 +104,7 @@ def run_cmd(
     results,
     device,
     retry_failed,
+    reclaim,
 ) -> None:
     """Run one (scenario, method, backbone, seed) and write its record."""
     from ..plan.spec import RunSpec
@@ -129,7 +131,9 @@ def run_cmd(
     spec = RunSpec.parse(raw, where=spec_file or "command line")
     store = Store(results)
     existed = store.record(spec.run_id)
-    record = execute(spec, store=store, device=device, retry_failed=retry_failed, progress=True)
+    record = execute(
+        spec, store=store, device=device, retry_failed=retry_failed, reclaim=reclaim, progress=True
+    )
     if existed is record or (existed is not None and existed == record):
         click.echo(f"already recorded ({record['status']}), not run again")
     click.echo(f"{spec.label}: {record['status']}" + (f" ({record['error']})" if record.get("error") else ""))

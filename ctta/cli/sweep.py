@@ -120,6 +120,9 @@ def status_cmd(sweep_file: str, results: str | None) -> None:
 @click.option("--jobs", type=int, help="local: parallel runs (default: one per GPU, else one per core).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--retry-failed", is_flag=True, help="Run failed runs again.")
+@click.option(
+    "--reclaim", is_flag=True, help="First take over every claim in the store (runs other processes hold)."
+)
 @click.option("--partition", help="slurm: partition.")
 @click.option(
     "--timeout-min", type=int, default=60, show_default=True, help="slurm: time limit per array task."
@@ -129,9 +132,10 @@ def status_cmd(sweep_file: str, results: str | None) -> None:
 @click.option("--mem-gb", type=float, help="slurm: memory per array task.")
 @click.option("--array-parallelism", type=int, default=64, show_default=True, help="slurm: tasks at once.")
 @click.option("--per-task", type=int, default=1, show_default=True, help="slurm: runs per array task.")
-def launch_cmd(sweep_file, results, launcher, jobs, device, retry_failed, **slurm) -> None:
+def launch_cmd(sweep_file, results, launcher, jobs, device, retry_failed, reclaim, **slurm) -> None:
     """Run every run that has no record yet (tune runs first, eval runs as tuning finishes)."""
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from ..sweep.launch import launch
     from ..sweep.launchers import make_launcher
@@ -150,7 +154,10 @@ def launch_cmd(sweep_file, results, launcher, jobs, device, retry_failed, **slur
         bar.refresh()
 
     try:
-        report = launch(sweep, store, runner, retry_failed=retry_failed, on_progress=progress)
+        with logging_redirect_tqdm():  # warnings (damaged files, reclaimed runs) on lines of their own
+            report = launch(
+                sweep, store, runner, retry_failed=retry_failed, reclaim=reclaim, on_progress=progress
+            )
     finally:
         bar.close()
     click.echo(
@@ -161,7 +168,10 @@ def launch_cmd(sweep_file, results, launcher, jobs, device, retry_failed, **slur
         if status != "done":
             click.echo(f"  {status} {run.run_id} ({run.spec.label}): {(error or '').splitlines()[0][:150]}")
     if report.running_elsewhere:
-        click.echo(f"{report.running_elsewhere} runs are running in another process; launch again later")
+        click.echo(
+            f"{report.running_elsewhere} runs are running in another process; launch again later "
+            f"(--reclaim takes them over)"
+        )
     if report.waiting:
         click.echo(
             f"{report.waiting} eval runs wait for unfinished tune runs (running elsewhere, or not run above)"

@@ -1,14 +1,19 @@
 """Files: where ctta caches what it builds once (rendered data, source models, features),
-content keys, atomic writes, and the lock that makes parallel workers build a file once."""
+content keys, atomic writes, the lock that makes parallel workers build a file once, and
+setting damaged files aside."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
@@ -70,3 +75,36 @@ def file_lock(path: Path):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+_LEFT_IN_PLACE: set[Path] = set()
+
+
+def set_aside(path: Path, problem: str, consequence: str) -> Path | None:
+    """Rename the damaged file `path` to `<name>.damaged-<UTC time>-<pid>` next to it (kept for
+    inspection, never deleted) and log one warning line naming both and what happens now.
+
+    Returns the new path; None when another process moved it first (it reports it) or when it
+    cannot be moved (a read-only store: then it is reported and left where it is)."""
+    path = Path(path)
+    problem = " ".join(str(problem).split())  # one line, whatever the exception said
+    aside = path.with_name(
+        f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"
+    )
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if path not in _LEFT_IN_PLACE:  # read on every look-up: say it once per process
+            _LEFT_IN_PLACE.add(path)
+            log.warning(
+                "damaged %s (%s), left in place (cannot move it: %s); %s",
+                path,
+                problem,
+                exc.strerror,
+                consequence,
+            )
+        return None
+    log.warning("damaged %s (%s), moved to %s; %s", path, problem, aside.name, consequence)
+    return aside

@@ -34,11 +34,14 @@ log = logging.getLogger(__name__)
 FISHER_ESTIMATORS = ("batch", "sample")  # by a pass over the data; TrainingFisher is the third
 
 
-class ParameterRegularizer:
+class ParameterRegularizer(nn.Module):
     """`lam/2 * sum_i w_i (theta_i - anchor_i)^2` over named parameters.
 
     `fisher=False` is L2 (w = 1, active from the first task); `fisher=True` is EWC (w = the
-    accumulated diagonal Fisher, active once a task's Fisher has been added).
+    accumulated diagonal Fisher, active once a task's Fisher has been added). Anchors and
+    importances are buffers and the active flag extra state, so they are in the method's
+    state dict (and its checkpoints); the regularised parameters are referenced, not
+    registered again.
     """
 
     def __init__(
@@ -50,13 +53,31 @@ class ParameterRegularizer:
         fisher: bool,
         decay: float = 1.0,
     ):
+        super().__init__()
         self.names = [n for n, _ in named]
-        self.params = [p for _, p in named]
+        self.params = [p for _, p in named]  # a plain list: nn.Module does not register it
         self.lam, self.anchor, self.decay = lam, anchor, decay
         # the weights at setup: the "pretrained" anchor, and the "previous" one before task 0
-        self.anchors = [p.detach().clone() for p in self.params]
-        self.importance = [torch.zeros_like(p) for p in self.params] if fisher else None
+        for i, p in enumerate(self.params):
+            self.register_buffer(f"anchor_{i}", p.detach().clone())
+            if fisher:
+                self.register_buffer(f"importance_{i}", torch.zeros_like(p))
+        self.fisher = fisher
         self.active = not fisher
+
+    @property
+    def anchors(self) -> list[torch.Tensor]:
+        return [getattr(self, f"anchor_{i}") for i in range(len(self.params))]
+
+    @property
+    def importance(self) -> list[torch.Tensor] | None:
+        return [getattr(self, f"importance_{i}") for i in range(len(self.params))] if self.fisher else None
+
+    def get_extra_state(self) -> dict:
+        return {"active": self.active}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.active = bool(state["active"])
 
     def stored_numel(self) -> int:
         """Numbers this regulariser keeps (anchors and importances)."""

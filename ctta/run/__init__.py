@@ -1,5 +1,6 @@
-"""Running: the engine that drives one method over one stream and scores it (`execute`), and
-the results store that keeps one atomic record per run (`Store`, `collect`). Methods and
+"""Running: the engine that drives one method over one stream and scores it (`execute`), the
+results store that keeps one atomic record per run (`Store`, `collect`), the claims that let
+one process at a time run a run, and resume checkpoints that hold no code. Methods and
 scenarios reach it only by name, through the registries."""
 
 from .engine import execute

@@ -4,7 +4,9 @@ Continual learning: after every task the method is scored on the test data of ev
 seen so far (accuracy matrix). Test-time adaptation: each batch's returned prediction is
 scored as it comes (online accuracy); labels never leave this module. Every run yields one
 JSON record with its metrics, costs and versions, written atomically into the store; a run
-that raises or diverges is recorded as failed with the reason.
+that raises or diverges is recorded as failed with the reason. With a store, a run is
+claimed first (claims.py), so it executes once however many processes launch it, and a
+continual-learning run resumes from its last finished task (checkpoints.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 import traceback
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +29,6 @@ import torch
 
 from ..api import ContinualStream, Method, TestStream
 from ..core.errors import UserError
-from ..core.files import atomic_save
 from ..core.progress import bar as progress_bar
 from ..core.registry import create_method, create_scenario
 from ..core.seeding import seed_everything
@@ -37,6 +39,7 @@ from ..kit.source import source_model
 from ..models.factory import create_backbone
 from ..plan.metrics import continual_metrics, online_metrics
 from ..plan.spec import RunSpec
+from .checkpoints import discard, load_checkpoint, restore, save_checkpoint
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -87,25 +90,35 @@ def execute(
     store: Store | None = None,
     device: str | torch.device = "auto",
     retry_failed: bool = False,
+    reclaim: bool = False,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Run `spec` (or return its existing record) and write the record into `store`.
 
-    Raises UserError for invalid specs and incompatible method/backbone/stream combinations;
-    everything the method does wrong is recorded as a failed run instead.
+    With a store the run is claimed first, so that it executes once however many processes
+    ask for it: claims.RunClaimed (a UserError) when a live process holds it, unless
+    `reclaim`. Raises UserError for invalid specs and incompatible method/backbone/stream
+    combinations; everything the method does wrong is recorded as a failed run instead.
     """
     spec = spec if isinstance(spec, RunSpec) else RunSpec.parse(spec)
-    run_id = spec.run_id
-    if store is not None:
-        existing = store.record(run_id)
-        if existing is not None and (existing["status"] == "done" or not retry_failed):
-            return existing
     dev = resolve_device(device)
+    if store is None:
+        return _execute(spec, None, dev, progress)
+    before = store.record(spec.run_id)
+    if before is not None and (before["status"] == "done" or not retry_failed):
+        return before
+    with store.claim(spec.run_id, reclaim=reclaim):
+        now = store.record(spec.run_id)
+        if now is not None and now != before:  # another process finished (or retried) it meanwhile
+            return now
+        return _execute(spec, store, dev, progress)
+
+
+def _execute(spec: RunSpec, store: Store | None, dev: torch.device, progress: bool) -> dict[str, Any]:
+    run_id = spec.run_id
     backbone, stream, method = prepare(spec, dev)
-    marker = None
     if store is not None:
         store.write_spec(run_id, spec.as_dict())
-        marker = store.mark_running(run_id)
     record: dict[str, Any] = {
         "schema": SCHEMA,
         "run_id": run_id,
@@ -135,17 +148,12 @@ def execute(
         record.update(
             status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8)
         )
-    finally:
-        if marker is not None and marker.exists():
-            marker.unlink()
     record["wall_s"] = time.perf_counter() - t0
     record["finished_at"] = _now()
     record["total_params"] = sum(p.numel() for p in backbone.parameters())
-    if store is not None:
+    if store is not None:  # the record first: the claim is only given up once the run is recorded
         store.write_record(record)
-        ckpt = store.checkpoint_path(run_id)
-        if ckpt.exists():
-            ckpt.unlink()
+        store.checkpoint_path(run_id).unlink(missing_ok=True)
     return record
 
 
@@ -157,23 +165,28 @@ def _setup(method: Method, backbone, info) -> float:
 
 # --------------------------------------------------------------------------- continual learning
 def _run_continual(
-    spec: RunSpec, backbone, stream: ContinualStream, method: Method, progress: bool, ckpt
+    spec: RunSpec, backbone, stream: ContinualStream, method: Method, progress: bool, ckpt: Path | None
 ) -> dict:
     info = stream.info
     n_tasks = len(stream.tasks)
-    matrix: list[list[float | None]] = []
-    acc_seen: list[float] = []
-    logs: list[dict[str, float]] = []
-    method_s = 0.0
-    start = 0
-    if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=info.device, weights_only=False)
-        method, matrix, acc_seen, logs = state["method"], state["matrix"], state["acc_seen"], state["logs"]
-        method_s, start = state["method_s"], state["next_task"]
-        torch.set_rng_state(state["torch_rng"])
+    resumable = ckpt is not None and method.resumable
+    saved = load_checkpoint(ckpt, spec.run_id, n_tasks) if resumable else None
+    method_s = _setup(method, backbone, info)
+    if saved is not None:
+        try:
+            restore(method, saved, stream.tasks[: saved["next_task"]])
+        except Exception as exc:  # it does not fit this method (changed code, another version)
+            discard(ckpt, exc)
+            saved = None
+            backbone, stream, method = prepare(spec, info.device)  # as fresh as a run without one
+            method_s = _setup(method, backbone, info)
+    matrix: list[list[float | None]] = saved["matrix"] if saved else []
+    acc_seen: list[float] = saved["acc_seen"] if saved else []
+    logs: list[dict[str, float]] = saved["logs"] if saved else []
+    start = saved["next_task"] if saved else 0
+    if saved:
+        method_s = saved["method_s"]  # what a run without interruption counts: setup once
         log.info("resuming %s at task %d", spec.run_id, start)
-    else:
-        method_s += _setup(method, backbone, info)
     bar = progress_bar(n_tasks, f"{spec.method['name']} tasks", unit="task", initial=start, enabled=progress)
     for task in stream.tasks[start:]:
         t = time.perf_counter()
@@ -198,8 +211,9 @@ def _run_continual(
             [100.0 * c / max(n, 1) for c, n in zip(correct, counts)] + [None] * (n_tasks - task.index - 1)
         )
         acc_seen.append(100.0 * sum(correct) / max(sum(counts), 1))
-        if ckpt is not None and task.index + 1 < n_tasks:
-            _checkpoint(ckpt, method, matrix, acc_seen, logs, method_s, task.index + 1)
+        if resumable and task.index + 1 < n_tasks:
+            progress_so_far = {"matrix": matrix, "acc_seen": acc_seen, "logs": logs, "method_s": method_s}
+            save_checkpoint(ckpt, spec.run_id, method, next_task=task.index + 1, **progress_so_far)
         bar.update(1)
     bar.close()
     return {
@@ -230,22 +244,6 @@ def _score(method: Method, backbone, data, seen: torch.Tensor, info, where: str)
         correct += int(((logits + mask).argmax(1) == y).sum())
         total += len(y)
     return correct, total
-
-
-def _checkpoint(path, method, matrix, acc_seen, logs, method_s, next_task) -> None:
-    state = {
-        "method": method,
-        "matrix": matrix,
-        "acc_seen": acc_seen,
-        "logs": logs,
-        "method_s": method_s,
-        "next_task": next_task,
-        "torch_rng": torch.get_rng_state(),
-    }
-    try:
-        atomic_save(path, lambda tmp: torch.save(state, tmp))
-    except Exception as exc:  # e.g. a plugin holding an unpicklable object: run on without resume
-        log.warning("cannot checkpoint %s (%s); this run will restart from scratch if interrupted", path, exc)
 
 
 # --------------------------------------------------------------------------- test-time adaptation

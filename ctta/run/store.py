@@ -2,28 +2,78 @@
 
     <root>/runs/<run_id>/record.json    the completion marker, written atomically (done or failed)
     <root>/runs/<run_id>/spec.json      the canonical spec, written when the run starts
-    <root>/runs/<run_id>/running        present while a process works on the run (pid, host, time)
+    <root>/runs/<run_id>/running        the claim of the process working on the run (claims.py)
     <root>/runs/<run_id>/checkpoint.pt  continual learning: state after the last finished task
 
 A record is never overwritten by a run that is already done; a failed run is redone only
-when asked (`retry_failed`). `collect` turns the records into one pandas table.
+when asked (`retry_failed`). A damaged file (a record that is not JSON, not a mapping, or
+lacks run_id, status or spec; a damaged spec.json or claim) is renamed
+`<name>.damaged-<time>-<pid>` with one warning line, and the run counts as pending.
+`collect` turns the records into one pandas table.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import time
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ..core.files import atomic_write_bytes
+from ..core.files import atomic_write_bytes, set_aside
+from . import claims
 
+log = logging.getLogger(__name__)
 RECORD = "record.json"
+SPEC = "spec.json"
+STATUSES = ("done", "failed")
+SPEC_PARTS = ("scenario", "method", "backbone")
+
+
+def record_problem(rec: Any, run_id: str) -> str | None:
+    """What makes `rec` unusable as the record of `run_id`, or None."""
+    if not isinstance(rec, dict):
+        return f"expected a mapping, got {type(rec).__name__}"
+    missing = [k for k in ("run_id", "status", "spec") if k not in rec]
+    if missing:
+        return f"missing key {missing[0]!r}"
+    if rec["run_id"] != run_id:
+        return f"run_id {rec['run_id']!r} is not its directory's"
+    if rec["status"] not in STATUSES:
+        return f"status {rec['status']!r} is not one of {', '.join(STATUSES)}"
+    return spec_problem(rec["spec"]) or (
+        None if isinstance(rec.get("metrics", {}), dict) else "metrics: not a mapping"
+    )
+
+
+def spec_problem(spec: Any) -> str | None:
+    """What makes `spec` unusable as a canonical run spec, or None."""
+    if not isinstance(spec, dict) or "seed" not in spec:
+        return "spec: expected a mapping with scenario, method, backbone and seed"
+    bad = [k for k in SPEC_PARTS if not isinstance(spec.get(k), dict) or "name" not in spec[k]]
+    return f"spec: {bad[0]} is not a mapping with a name" if bad else None
+
+
+def read_json(path: Path, problem, consequence: str) -> Any | None:
+    """The JSON in `path` if `problem(value)` finds nothing wrong with it; None when there is no
+    file, or it is damaged: then it is set aside with one warning line (`consequence`)."""
+    try:
+        value = json.loads(path.read_bytes())
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        log.warning("cannot read %s (%s); %s", path, exc.strerror, consequence)
+        return None
+    except ValueError as exc:  # not JSON, or not UTF-8
+        set_aside(path, f"{type(exc).__name__}: {exc}", consequence)
+        return None
+    why = problem(value)
+    if why is not None:
+        set_aside(path, why, consequence)
+        return None
+    return value
 
 
 class Store:
@@ -34,20 +84,33 @@ class Store:
         return self.root / "runs" / run_id
 
     def record(self, run_id: str) -> dict | None:
+        """The run's record; None when it has none (or a damaged one, which is set aside)."""
         path = self.run_dir(run_id) / RECORD
-        if not path.exists():
-            return None
-        return json.loads(path.read_text())
+        return read_json(path, lambda rec: record_problem(rec, run_id), claims.DAMAGED)
 
     def status(self, run_id: str) -> str:
         """'done', 'failed', 'running' (a live process holds it) or 'pending'."""
         rec = self.record(run_id)
         if rec is not None:
             return rec["status"]
-        marker = self.run_dir(run_id) / "running"
-        if marker.exists() and _holder_alive(marker):
-            return "running"
-        return "pending"
+        return "running" if self.holder(run_id) is not None else "pending"
+
+    def holder(self, run_id: str) -> claims.Holder | None:
+        """The live claim on the run, if any."""
+        return claims.live_holder(self.run_dir(run_id) / claims.MARKER)
+
+    def claim(self, run_id: str, *, reclaim: bool = False) -> claims.Claim:
+        """Claim the run for this process (raises claims.RunClaimed when a live one holds it)."""
+        return claims.claim(self.run_dir(run_id) / claims.MARKER, f"run {run_id}", reclaim=reclaim)
+
+    def reclaim_all(self) -> int:
+        """Take over every claim in the store, live or not (`--reclaim`); how many there were."""
+        taken = 0
+        for run_id in self.run_ids():
+            taken += claims.take_over(
+                self.run_dir(run_id) / claims.MARKER, "taken over on request (--reclaim)"
+            )
+        return taken
 
     def write_record(self, record: dict[str, Any]) -> Path:
         path = self.run_dir(record["run_id"]) / RECORD
@@ -55,20 +118,9 @@ class Store:
         return path
 
     def write_spec(self, run_id: str, spec: dict) -> None:
-        atomic_write_bytes(
-            self.run_dir(run_id) / "spec.json", json.dumps(spec, indent=1, sort_keys=True).encode()
-        )
-
-    def mark_running(self, run_id: str) -> Path:
-        marker = self.run_dir(run_id) / "running"
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": time.time(),
-            "slurm_job": os.environ.get("SLURM_JOB_ID"),
-        }
-        atomic_write_bytes(marker, json.dumps(info).encode())
-        return marker
+        path = self.run_dir(run_id) / SPEC
+        read_json(path, spec_problem, "it is written anew")  # a damaged one is set aside, and said so
+        atomic_write_bytes(path, json.dumps(spec, indent=1, sort_keys=True).encode())
 
     def checkpoint_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "checkpoint.pt"
@@ -82,24 +134,6 @@ class Store:
             rec = self.record(run_id)
             if rec is not None:
                 yield rec
-
-
-def _holder_alive(marker: Path) -> bool:
-    """A 'running' marker from this host counts only while its process lives; one from another
-    host (a cluster node) counts while it is younger than a day."""
-    try:
-        info = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return False
-    if info.get("host") != socket.gethostname():
-        return time.time() - info.get("started", 0) < 86400
-    try:
-        os.kill(int(info["pid"]), 0)
-    except (ProcessLookupError, ValueError, KeyError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --------------------------------------------------------------------------- collect

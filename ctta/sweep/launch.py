@@ -1,5 +1,7 @@
 """Launching a sweep: run every run its studies need that has no record yet, re-planning as
-runs finish, and the status of each planned run."""
+runs finish, and the status of each planned run. Launches may share a store: each run is
+claimed before it executes (ctta.run.claims), so a run another process holds is left to it,
+and its record, once written, counts here too."""
 
 from __future__ import annotations
 
@@ -26,8 +28,12 @@ class LaunchReport:
     """What one `launch` did: the runs it started and how they ended."""
 
     finished: list[tuple[PlannedRun, str, str | None]] = field(default_factory=list)
-    running_elsewhere: int = 0
+    elsewhere: set[str] = field(default_factory=set)  # runs another process holds (no record yet)
     waiting: int = 0
+
+    @property
+    def running_elsewhere(self) -> int:
+        return len(self.elsewhere)
 
     def count(self, status: str) -> int:
         return sum(s == status for _, s, _ in self.finished)
@@ -39,10 +45,14 @@ def launch(
     launcher,
     *,
     retry_failed: bool = False,
+    reclaim: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> LaunchReport:
     """Run every run the studies need that has no record yet (and, with `retry_failed`, those
-    that failed), re-planning whenever runs finish until nothing is left to start."""
+    that failed), re-planning whenever runs finish until nothing is left to start. With
+    `reclaim`, every claim in the store is taken over first, live or not."""
+    if reclaim:
+        store.reclaim_all()
     sweep.prepare(store)
     records = {r["run_id"]: r for r in store.records()}
     retry = {rid for rid, r in records.items() if r["status"] == "failed"} if retry_failed else set()
@@ -53,29 +63,37 @@ def launch(
     annotated: set[tuple[str, str, str]] = set()
 
     def next_runs() -> list[PlannedRun]:
+        for run_id in list(report.elsewhere):  # finished by the other process? then plan with it
+            rec = store.record(run_id)
+            if rec is not None:
+                records[run_id] = rec
+            if rec is not None or store.holder(run_id) is None:  # done, or its holder is gone
+                report.elsewhere.discard(run_id)
         planned = sweep.plan(records)
         # annotate what is new; a run's note lists all its phases in the study, so rewrite it whole
         fresh = {(r.run_id, r.study) for r in planned if (r.run_id, r.study, r.phase) not in annotated}
         annotated.update((r.run_id, r.study, r.phase) for r in planned)
         sweep.annotate(store, [r for r in planned if (r.run_id, r.study) in fresh])
-        todo, elsewhere = [], 0
+        todo = []
         for run in {r.run_id: r for r in planned}.values():
-            if run.run_id in records or run.run_id in started:
+            if run.run_id in records or run.run_id in started or run.run_id in report.elsewhere:
                 continue
             if store.status(run.run_id) == "running":
-                elsewhere += 1
+                report.elsewhere.add(run.run_id)
                 continue
             started[run.run_id] = run
             todo.append(run)
-        report.running_elsewhere = elsewhere
         report.waiting = sum(sweep.waiting(planned).values())
         if on_progress is not None and todo:
             on_progress(0, len(todo))
         return todo
 
-    def finished(run: PlannedRun, error: str | None = None) -> None:
+    def finished(run: PlannedRun, error: str | None = None, *, elsewhere: bool = False) -> None:
         rec = store.record(run.run_id)
-        if rec is not None:
+        if elsewhere and rec is None:  # another process claimed it first: its run, not ours
+            started.pop(run.run_id)
+            report.elsewhere.add(run.run_id)
+        elif rec is not None:
             records[run.run_id] = rec
             report.finished.append((run, rec["status"], rec.get("error")))
         else:  # the worker raised before writing a record (e.g. a UserError) or died

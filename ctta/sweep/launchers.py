@@ -2,8 +2,9 @@
 
 A launcher gets two callbacks from `ctta.sweep.launch.launch`: `next_runs()` (the runs to start now;
 it re-plans, so evaluation runs appear once their tuning has finished) and `finished(run,
-error)`. Every run goes through `ctta.run.engine.execute`, which returns an existing record
-instead of running again; records are atomic, so any launcher can be killed at any time.
+error, elsewhere=...)`. Every run goes through `ctta.run.engine.execute`, which returns an
+existing record instead of running again and claims the run first (`elsewhere`: another
+process holds it); records are atomic, so any launcher can be killed at any time.
 
 - `debug`: one run after another in this process (breakpoints work).
 - `local`: a pool of worker processes (`--jobs`, default: one per GPU, else one per core),
@@ -35,6 +36,7 @@ from ..core.errors import UserError
 from ..core.registry import METHODS, SCENARIOS
 from ..kit.features import feature_cache
 from ..plan.spec import RunSpec
+from ..run.claims import RunClaimed, pid_alive
 from ..run.engine import execute
 from ..run.store import Store
 
@@ -45,10 +47,17 @@ NextRuns = Callable[[], list]
 Finished = Callable[..., None]
 
 
+RUNNING = "running"
+
+
 def execute_run(spec: dict, root: str, device: str, retry_failed: bool) -> str:
-    """Run one spec into the store at `root` with the store's feature cache; returns its status."""
-    with feature_cache(Path(root) / "feature_cache"):
-        return execute(spec, store=Store(root), device=device, retry_failed=retry_failed)["status"]
+    """Run one spec into the store at `root` with the store's feature cache; returns its status
+    (`RUNNING` when another process holds the run)."""
+    try:
+        with feature_cache(Path(root) / "feature_cache"):
+            return execute(spec, store=Store(root), device=device, retry_failed=retry_failed)["status"]
+    except RunClaimed:
+        return RUNNING
 
 
 def plugin_classes() -> dict[str, dict[str, type]]:
@@ -77,8 +86,8 @@ class DebugLauncher:
         while queue:
             run = queue.pop(0)
             try:
-                execute_run(run.spec.as_dict(), self.root, self.device, run.run_id in retry)
-                finished(run)
+                status = execute_run(run.spec.as_dict(), self.root, self.device, run.run_id in retry)
+                finished(run, elsewhere=status == RUNNING)
             except UserError as exc:
                 finished(run, str(exc))
             queue += next_runs()
@@ -131,8 +140,7 @@ class LocalLauncher:
                 for future in done:
                     run = futures.pop(future)
                     try:
-                        future.result()
-                        finished(run)
+                        finished(run, elsewhere=future.result() == RUNNING)
                     except BrokenProcessPool:
                         finished(run, "worker process died")
                         raise
@@ -181,21 +189,11 @@ def _exit_with(pid: int) -> None:
             fd = os.pidfd_open(pid)
             select.select([fd], [], [])  # readable once the process has ended
         except (AttributeError, OSError):
-            while _pid_alive(pid):
+            while pid_alive(pid):
                 time.sleep(0.5)
         os._exit(1)  # records are written atomically: an interrupted run leaves no record
 
     threading.Thread(target=watch, name="ctta-exit-with-launcher", daemon=True).start()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RunChunk(submitit.helpers.Checkpointable):
@@ -206,18 +204,18 @@ class RunChunk(submitit.helpers.Checkpointable):
     def __init__(self, root: str, device: str, threads: int, plugins: dict):
         self.root, self.device, self.threads, self.plugins = root, device, threads, plugins
 
-    def __call__(self, items: list[tuple[dict, bool]]) -> dict[str, str | None]:
+    def __call__(self, items: list[tuple[dict, bool]]) -> dict[str, tuple[str | None, bool]]:
+        """run_id -> (error or None, whether another process holds the run)."""
         torch.set_num_threads(self.threads)
         _register(self.plugins)
-        errors: dict[str, str | None] = {}
+        results: dict[str, tuple[str | None, bool]] = {}
         for spec, retry in items:
             run_id = RunSpec.parse(spec).run_id
             try:
-                execute_run(spec, self.root, self.device, retry)
-                errors[run_id] = None
+                results[run_id] = (None, execute_run(spec, self.root, self.device, retry) == RUNNING)
             except UserError as exc:
-                errors[run_id] = str(exc)
-        return errors
+                results[run_id] = (str(exc), False)
+        return results
 
 
 class SlurmLauncher:
@@ -266,12 +264,13 @@ class SlurmLauncher:
             log.info("submitted %d runs as Slurm array %s", len(todo), jobs[0].job_id.split("_")[0])
             for job, chunk in zip(jobs, chunks):
                 try:
-                    errors = job.result()
+                    results = job.result()
                 except Exception as exc:  # the job died (node failure, out of memory, cancelled)
                     reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-                    errors = {r.run_id: f"Slurm job {job.job_id}: {reason}" for r in chunk}
+                    results = {r.run_id: (f"Slurm job {job.job_id}: {reason}", False) for r in chunk}
                 for run in chunk:
-                    finished(run, errors.get(run.run_id))
+                    error, elsewhere = results.get(run.run_id, (None, False))
+                    finished(run, error, elsewhere=elsewhere)
 
 
 def make_launcher(name: str, root: str | Path, *, device: str = "auto", jobs: int | None = None, **slurm):

@@ -23,6 +23,7 @@ runs what is missing, re-planning as runs finish, so evaluation runs start as so
 method's tuning is over. State lives in the store:
 
     <results>/studies/<study>.json               the study's protocol, resolved config and check
+                                                 (a damaged one is set aside and written anew)
     <results>/runs/<run_id>/protocol/<study>.json  why a study needs the run (phases, check)
     <results>/feature_cache/                     frozen-backbone features shared by all runs
 """
@@ -45,7 +46,7 @@ from ..core.files import atomic_write_bytes, content_key
 from ..core.registry import METHODS, PROTOCOLS, create_scenario
 from ..models.factory import create_backbone
 from ..plan.protocol import PlannedRun, Protocol
-from ..run.store import Store
+from ..run.store import Store, read_json
 
 log = logging.getLogger(__name__)
 CHECK_VERSION = 1
@@ -109,10 +110,9 @@ class Sweep:
     def _check(self, study: Protocol, store: Store | None) -> dict:
         definition = study_definition(study)
         path = store.root / "studies" / f"{study.study}.json" if store is not None else None
-        if path is not None and path.exists():
-            old = json.loads(path.read_text())
-            if old.get("check_key") == definition["check_key"]:
-                return old["check"]
+        old = read_json(path, study_file_problem, "the check runs again") if path is not None else None
+        if old is not None and old.get("check_key") == definition["check_key"]:
+            return old["check"]
         streams = {phase: [] for phase in ("tune", "eval")}
         seeds = {"tune": study.tune_seeds, "eval": study.eval_seeds}
         for phase, cases in study.cases.items() if study.checks_data else ():
@@ -174,12 +174,24 @@ def study_definition(study: Protocol) -> dict[str, Any]:
     }
 
 
+def study_file_problem(data: Any) -> str | None:
+    """What makes the contents of `<results>/studies/<study>.json` unusable, or None."""
+    if not isinstance(data, dict):
+        return f"expected a mapping, got {type(data).__name__}"
+    missing = [k for k in ("study", "protocol", "config", "check") if k not in data]
+    if missing:
+        return f"missing key {missing[0]!r}"
+    return None if isinstance(data["config"], dict) else "config: not a mapping"
+
+
 def load_studies(store: Store) -> list[tuple[Protocol, dict | None]]:
     """The studies a store holds, with their checks (for collect and leaderboards)."""
     folder = store.root / "studies"
     out = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        data = json.loads(path.read_text())
+        data = read_json(path, study_file_problem, "its tables are left out until a launch writes it again")
+        if data is None:
+            continue
         try:
             protocol = PROTOCOLS.get(data["protocol"])(study=data["study"], where=str(path), **data["config"])
         except UserError as exc:  # e.g. a plugin method that is not installed here
