@@ -24,7 +24,7 @@ def test_wheel_contains_and_imports_the_mapped_packages(tmp_path):
     wheel = next(tmp_path.glob("ctta-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for expected in (
-        "ctta/engine.py",
+        "ctta/run/engine.py",
         "ctta/methods/tent.py",
         "ctta/scenarios/class_incremental.py",
         "ctta/protocols/__init__.py",
