@@ -37,7 +37,6 @@ from ctta.kit import (
     UserError,
     as_dict,
     batches_of,
-    check_stream_options,
     derive_seed,
     load_dataset,
     per_class,
@@ -79,12 +78,11 @@ class DomainShift(Scenario):
         setting: Literal["single", "continual"] = hp(
             "single", doc="several streamed domains: reset between them (single) or not (continual)"
         )
-        test_per_class: int = hp(0, doc="cap on streamed images per class and domain (0 = all)")
+        test_per_class: int = hp(0, doc="cap on streamed images per class and domain (0 = all)", ge=0)
 
     def __init__(self, **config):
         super().__init__(**config)
         c = self.config
-        check_stream_options(c, "scenario 'domain_shift'")
         if c.selection == "leave_one_out" and not c.held_out:
             raise UserError(
                 "scenario 'domain_shift': selection=leave_one_out needs held_out=<a source domain>"

@@ -45,8 +45,8 @@ class RunSpec:
             if key not in obj:
                 raise UserError(f"{where}: missing key {key!r}")
         seed = obj.get("seed", DEFAULT_SEED)
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise UserError(f"{where}: seed must be an integer, got {seed!r}")
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+            raise UserError(f"{where}: seed must be an integer in 0..2**32-1 (NumPy's seeds), got {seed!r}")
         return cls(
             scenario=resolve_scenario(obj["scenario"], f"{where}: scenario"),
             method=resolve_method(obj["method"], f"{where}: method"),

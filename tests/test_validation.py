@@ -1,0 +1,209 @@
+"""Fault injection: bad input is refused up front with one line, and nothing runs or is written.
+
+Each test feeds one thing users actually wrote (numbers in exponent notation, values out of
+range, broken data, a device the machine lacks, an empty store, a standard-library callable)
+and asserts the exit code, the message and what was (not) run or written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from ctta import UserError, hp
+from ctta.cli import main
+from ctta.core.config import build_config, check_value, load_yaml, parse_assignments
+
+from helpers import CL_DEBUG, write_sweep
+
+CL = ["--scenario", "class_incremental", "-S", "dataset=digits", "-S", "increment=5"]
+CL += ["-S", "train_per_class=8", "-S", "test_per_class=4"]
+
+
+def refused(capsys, *args: str) -> str:
+    """Run the CLI; assert it exits with status 2 and one line without a traceback; that line."""
+    with pytest.raises(SystemExit) as exit_:
+        main(list(args))
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
+def files_under(path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.exists() else []
+
+
+# --------------------------------------------------------------------------- 1. numbers
+@pytest.mark.parametrize(
+    "text, value", [("1e-3", 0.001), ("1e6", 1e6), ("1E-3", 0.001), ("-2.5e-4", -2.5e-4), ("+3E+2", 300.0)]
+)
+def test_exponent_notation_is_a_float_everywhere(tmp_path, text, value):
+    assert parse_assignments((f"lr={text}",), "method") == {"lr": value}
+    path = tmp_path / "spec.yaml"
+    path.write_text(f"method: {{name: tent, lr: {text}}}\nlist: [{text}, 1, a]\n")
+    assert load_yaml(path) == {"method": {"name": "tent", "lr": value}, "list": [value, 1, "a"]}
+    # what YAML 1.1 already read stays as it was
+    assert parse_assignments(("a=1", "b=0.5", "c=1e", "d=x1e3", "e=[1,2]"), "m") == {
+        "a": 1,
+        "b": 0.5,
+        "c": "1e",
+        "d": "x1e3",
+        "e": [1, 2],
+    }
+
+
+def test_exponent_notation_on_the_command_line_names_the_same_run(tmp_path, capsys):
+    results = tmp_path / "res"
+    common = [*CL, "--method", "finetune", "--backbone", "debug_vit", "--results", str(results)]
+    main(["run", *common, "-H", "lr=1e-3", "-H", "epochs=1"])
+    assert ": done" in capsys.readouterr().out
+    main(["run", *common, "-H", "lr=0.001", "-H", "epochs=1"])
+    assert "already recorded (done), not run again" in capsys.readouterr().out
+    assert len(list((results / "runs").iterdir())) == 1
+
+
+def test_exponent_notation_in_a_sweep_file(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "defaults: {backbone: debug_vit, tune_seeds: [0], eval_seeds: [1]}\n"
+        "studies:\n  s:\n    protocol: oracle\n"
+        f"    scenarios: {{name: class_incremental, dataset: digits, increment: 5}}\n"
+        "    methods: {finetune: {lr: [1e-3, 3E-2], weight_decay: 5e-4}}\n"
+    )
+    main(["sweep", "plan", str(path), "--json"])
+    import json
+
+    configs = {json.loads(line)["spec"]["method"]["lr"] for line in capsys.readouterr().out.splitlines()}
+    assert configs == {0.001, 0.03}
+
+
+# --------------------------------------------------------------------------- 2. ranges
+@dataclass
+class HP:
+    k: int = hp(5, space=(1, 5), doc="neighbours", ge=1)
+    p: float = hp(0.5, doc="a probability", ge=0, le=1)
+    lr: float = hp(0.1, doc="step", gt=0)
+    maybe: int | None = hp(None, ge=0)
+    seeds: tuple[int, ...] = hp((0,), ge=0)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"k": 0}, "m: option 'k': expected k >= 1, got 0"),
+        ({"k": -3}, "m: option 'k': expected k >= 1, got -3"),
+        ({"p": 1.5}, "m: option 'p': expected 0 <= p <= 1, got 1.5"),
+        ({"lr": 0}, "m: option 'lr': expected lr > 0, got 0.0"),
+        ({"maybe": -1}, "m: option 'maybe': expected maybe >= 0, got -1"),
+        ({"seeds": [1, -2]}, "m: option 'seeds': expected seeds >= 0, got (1, -2)"),
+    ],
+)
+def test_values_out_of_range_are_refused(values, message):
+    with pytest.raises(UserError) as err:
+        build_config(HP, values, "m")
+    assert str(err.value) == message
+    with pytest.raises(UserError, match="expected"):
+        name, value = next(iter(values.items()))
+        check_value(HP, name, value, "m")
+
+
+def test_values_in_range_and_none_pass():
+    c = build_config(HP, {"k": 1, "p": 0, "lr": 1e-9, "maybe": None, "seeds": [0, 7]}, "m")
+    assert (c.k, c.p, c.lr, c.maybe, c.seeds) == (1, 0.0, 1e-9, None, (0, 7))
+
+
+def test_a_declared_default_or_space_outside_the_range_is_a_bug():
+    with pytest.raises(TypeError, match="value 0 is outside the declared range value >= 1"):
+        hp(0, ge=1)
+    with pytest.raises(TypeError, match="value 2 is outside"):
+        hp(0.5, space=(0.5, 2), ge=0, le=1)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--method", "lame", "-H", "k=0"], "method 'lame': option 'k': expected k >= 1, got 0"),
+        (["--method", "lame", "-H", "k=-3"], "method 'lame': option 'k': expected k >= 1, got -3"),
+        (["--method", "tent", "-H", "lr=-1e-3"], "method 'tent': option 'lr': expected lr > 0, got -0.001"),
+        (
+            ["--method", "tent", "-S", "batch_size=-5"],
+            "scenario 'corruption': option 'batch_size': expected batch_size >= 1, got -5",
+        ),
+        (
+            ["--method", "cotta", "-H", "rst=1.5"],
+            "method 'cotta': option 'rst': expected 0 <= rst <= 1, got 1.5",
+        ),
+        (["--method", "tent", "-S", "severity=6"], "option 'severity': expected 1 <= severity <= 5, got 6"),
+        (
+            ["--method", "tent", "--seed", "-1"],
+            "seed must be an integer in 0..2**32-1 (NumPy's seeds), got -1",
+        ),
+    ],
+)
+def test_out_of_range_on_the_command_line_runs_nothing(tmp_path, capsys, args, message):
+    err = refused(
+        capsys,
+        "run",
+        "--scenario",
+        "corruption",
+        "--backbone",
+        "small_cnn",
+        "--results",
+        str(tmp_path),
+        *args,
+    )
+    assert err.startswith("ctta: error: command line: ") and err.endswith(message), err
+    assert files_under(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "method, hparams, message",
+    [
+        ("ewc", "lam=-100", "method 'ewc': option 'lam': expected lam >= 0, got -100.0"),
+        (
+            "finetune",
+            "batch_size=-5",
+            "method 'finetune': option 'batch_size': expected batch_size >= 1, got -5",
+        ),
+        ("finetune", "epochs=0", "method 'finetune': option 'epochs': expected epochs >= 1, got 0"),
+    ],
+)
+def test_out_of_range_continual_options_run_nothing(tmp_path, capsys, method, hparams, message):
+    err = refused(
+        capsys,
+        "run",
+        *CL,
+        "--method",
+        method,
+        "-H",
+        hparams,
+        "--backbone",
+        "debug_vit",
+        "--results",
+        str(tmp_path),
+    )
+    assert err.endswith(message), err
+    assert files_under(tmp_path) == []
+
+
+def test_out_of_range_search_values_fail_when_the_sweep_is_loaded(tmp_path, capsys):
+    path = write_sweep(
+        tmp_path / "s.yaml",
+        {"s": {"protocol": "oracle", "scenarios": dict(CL_DEBUG), "methods": {"lame": {"k": [1, 3, 0]}}}},
+        defaults={"backbone": "debug_vit"},
+    )
+    for command in ("plan", "launch"):
+        err = refused(capsys, "sweep", command, path, "--results", str(tmp_path / "res"))
+        assert err == f"ctta: error: {path}: studies.s: methods.lame.k[2]: option 'k': expected k >= 1, got 0"
+    assert files_under(tmp_path / "res") == []
+
+
+def test_show_method_states_the_range(capsys):
+    main(["show", "method", "lame"])
+    out = capsys.readouterr().out
+    assert "k = 5  search: [1, 3, 5]  range: k >= 1" in out
+    assert "lam = 1.0  range: lam >= 0" in out
+    main(["show", "scenario", "corruption"])
+    assert "severity = 5  range: 1 <= severity <= 5" in capsys.readouterr().out
