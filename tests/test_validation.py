@@ -14,7 +14,6 @@ import pytest
 from ctta import UserError, hp
 from ctta.cli import main
 from ctta.core.config import build_config, check_value, load_yaml, parse_assignments
-
 from helpers import CL_DEBUG, write_sweep
 
 CL = ["--scenario", "class_incremental", "-S", "dataset=digits", "-S", "increment=5"]
@@ -69,7 +68,7 @@ def test_exponent_notation_in_a_sweep_file(tmp_path, capsys):
     path.write_text(
         "defaults: {backbone: debug_vit, tune_seeds: [0], eval_seeds: [1]}\n"
         "studies:\n  s:\n    protocol: oracle\n"
-        f"    scenarios: {{name: class_incremental, dataset: digits, increment: 5}}\n"
+        "    scenarios: {name: class_incremental, dataset: digits, increment: 5}\n"
         "    methods: {finetune: {lr: [1e-3, 3E-2], weight_decay: 5e-4}}\n"
     )
     main(["sweep", "plan", str(path), "--json"])
