@@ -36,6 +36,7 @@ from ctta.kit import (
     StreamOptions,
     UserError,
     batches_of,
+    check_trained_classes,
     corrupt,
     derive_seed,
     load_dataset,
@@ -108,6 +109,7 @@ class Corruption(Scenario):
             sample_pool(load_dataset(c.dataset, "test", image_size), c.samples), c.test_per_class, seed
         )
         test = test.subset(zipf_subsample(test.targets, c.zipf, seed=derive_seed(seed, 7)))
+        check_trained_classes(source, test, "scenario 'corruption'")
         info = test_time_info(
             c,
             source,

@@ -37,6 +37,7 @@ from ctta.kit import (
     UserError,
     as_dict,
     batches_of,
+    check_trained_classes,
     derive_seed,
     load_dataset,
     per_class,
@@ -152,6 +153,7 @@ class DomainShift(Scenario):
             part = per_class(_domains(stream_split, names, [dom]), c.test_per_class, seed)
             parts.append(part.subset(zipf_subsample(part.targets, c.zipf, seed=derive_seed(seed, 7, i))))
         test = parts[0].union(*parts[1:])
+        check_trained_classes(source, test, f"scenario 'domain_shift' (source domains {', '.join(trained)})")
         info = test_time_info(
             c,
             source,

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
+import torch
 
 from ctta import UserError, hp
 from ctta.cli import main
 from ctta.core.config import build_config, check_value, load_yaml, parse_assignments
+from ctta.data.datasets import load_dataset
+from ctta.data.images import ImageData
 from helpers import CL_DEBUG, write_sweep
 
 CL = ["--scenario", "class_incremental", "-S", "dataset=digits", "-S", "increment=5"]
@@ -206,3 +210,109 @@ def test_show_method_states_the_range(capsys):
     assert "lam = 1.0  range: lam >= 0" in out
     main(["show", "scenario", "corruption"])
     assert "severity = 5  range: 1 <= severity <= 5" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- 3. data checks
+def digits_arrays(n_per_class: int = 12, classes: int = 10, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(classes), n_per_class)
+    return rng.random((len(y), 8, 8), dtype=np.float32), y
+
+
+def test_non_finite_pixels_fail_the_run_before_anything_is_written(tmp_path, capsys):
+    x, y = digits_arrays()
+    x[[3, 17, 40]] = np.nan
+    x[41, 0, 0] = np.inf
+    np.savez(tmp_path / "nan.npz", images=x, labels=y)
+    results = tmp_path / "res"
+    dataset = f"dataset={{name: arrays, path: {tmp_path / 'nan.npz'}}}"
+    err = refused(
+        capsys,
+        "run",
+        "--scenario",
+        "class_incremental",
+        "-S",
+        dataset,
+        "-S",
+        "increment=5",
+        "--method",
+        "simplecil",
+        "--backbone",
+        "debug_vit",
+        "--results",
+        str(results),
+    )
+    assert (
+        err
+        == f"ctta: error: {tmp_path / 'nan.npz'}: images: non-finite pixel values (NaN or inf) in images 3, 17, 40, 41"
+    )
+    assert files_under(results) == []
+
+
+def test_pixels_outside_0_1_name_the_images():
+    x, y = digits_arrays(classes=2)
+    x[5, 0, 0] = -0.5
+    with pytest.raises(UserError) as err:
+        ImageData.from_arrays(x, y, name="mine")
+    assert str(err.value).startswith("mine: float images must lie in [0, 1] (got -0.5")
+    assert "in images 5); give unnormalised images" in str(err.value)
+
+
+def test_labels_outside_the_classes_name_the_samples(tmp_path):
+    x, y = digits_arrays(classes=3)
+    with pytest.raises(UserError) as err:
+        ImageData.from_arrays(x, y, ["a", "b"], name="mine")
+    assert str(err.value) == (
+        "mine: 12 samples have a class id outside 0..1 (2 class names): samples 24, 25, 26, 27, 28 (+7 more); ids 2"
+    )
+    y = y.astype(float)
+    y[[4, 9]] = np.nan
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    with pytest.raises(UserError, match=r"d.npz: labels: NaN or inf at samples 4, 9$"):
+        load_dataset({"name": "arrays", "path": str(tmp_path / "d.npz")}, "train", 8)
+
+
+def test_test_classes_without_training_images_are_refused(tmp_path, capsys):
+    x, y = digits_arrays(classes=4)
+    train = y != 3
+    np.savez(tmp_path / "gap.npz", x_train=x[train], y_train=y[train], x_test=x, y_test=y)
+    dataset = f"dataset={{name: arrays, path: {tmp_path / 'gap.npz'}}}"
+    results = tmp_path / "res"
+    for scenario, method, backbone in (
+        (["--scenario", "class_incremental", "-S", "increment=2"], "simplecil", "debug_vit"),
+        (["--scenario", "corruption", "-S", "corruptions=[contrast]"], "tent", "small_cnn"),
+    ):
+        err = refused(
+            capsys,
+            "run",
+            *scenario,
+            "-S",
+            dataset,
+            "--method",
+            method,
+            "--backbone",
+            backbone,
+            "--results",
+            str(results),
+        )
+        assert err.endswith(
+            f"{tmp_path / 'gap.npz'}: classes '3' have test images but no training images "
+            "(test samples 36, 37, 38, 39, 40 (+7 more)); no model can learn them"
+        ), err
+    assert files_under(results) == []
+
+
+def nan_factory(split: str):
+    """A factory dataset whose items 2 and 5 hold NaN pixels."""
+    x, y = digits_arrays(n_per_class=4, classes=2)
+    x[[2, 5]] = np.nan
+    return [(torch.from_numpy(img)[None], int(label)) for img, label in zip(x, y)]
+
+
+def test_non_finite_pixels_of_a_factory_dataset_name_the_item():
+    with pytest.raises(UserError) as err:
+        load_dataset(f"{__name__}:nan_factory", "train", 8)
+    assert (
+        str(err.value)
+        == f"dataset '{__name__}:nan_factory': non-finite pixel values (NaN or inf) in images 2"
+    )

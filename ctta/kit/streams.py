@@ -37,7 +37,7 @@ import numpy as np
 from ..api import ContinualStream, StreamInfo, Task
 from ..core.config import hp
 from ..core.errors import UserError
-from ..data.images import ImageData
+from ..data.images import ImageData, check_trained_classes
 
 ORDERS = ("iid", "class_sorted", "dirichlet")
 MAX_SLOTS = 100
@@ -89,6 +89,7 @@ def class_stream(
         num_tasks=len(sizes),
         extra={"class_order": order, "task_sizes": sizes, **extra},
     )
+    check_trained_classes(train, test, "class-incremental stream")
     tasks, tests = class_tasks(train, test, sizes)
     return ContinualStream(info=info, tasks=tasks, tests=tests)
 
