@@ -18,7 +18,7 @@ from ctta.cli import main
 from ctta.core.config import build_config, check_value, load_yaml, parse_assignments
 from ctta.data.datasets import load_dataset
 from ctta.data.images import ImageData
-from helpers import CL_DEBUG, write_sweep
+from helpers import CL_DEBUG, TTA_DEBUG, cl_half, write_sweep
 
 CL = ["--scenario", "class_incremental", "-S", "dataset=digits", "-S", "increment=5"]
 CL += ["-S", "train_per_class=8", "-S", "test_per_class=4"]
@@ -316,3 +316,155 @@ def test_non_finite_pixels_of_a_factory_dataset_name_the_item():
         str(err.value)
         == f"dataset '{__name__}:nan_factory': non-finite pixel values (NaN or inf) in images 2"
     )
+
+
+# --------------------------------------------------------------------------- 4. sweep launch
+SMALL = {"backbone": "debug_vit", "eval_seeds": [1]}
+
+
+def small_sweep(tmp_path, **second) -> str:
+    cl = {**CL_DEBUG, "train_per_class": 8, "test_per_class": 4}
+    studies = {"a": {"protocol": "oracle", "scenarios": cl, "methods": {"simplecil": {}}}}
+    if second:
+        studies["b"] = {"protocol": "oracle", **second}
+    return write_sweep(tmp_path / "s.yaml", studies, defaults=SMALL)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal of a device this machine lacks")
+@pytest.mark.parametrize("launcher", ["local", "debug"])
+def test_sweep_launch_refuses_a_missing_device_before_writing(tmp_path, capsys, launcher):
+    results = tmp_path / "res"
+    err = refused(
+        capsys,
+        "sweep",
+        "launch",
+        small_sweep(tmp_path),
+        "--results",
+        str(results),
+        "--device",
+        "cuda",
+        "--launcher",
+        launcher,
+    )
+    assert err == "ctta: error: device 'cuda' requested but CUDA is not available; valid choices: auto, cpu"
+    assert files_under(results) == []
+
+
+def test_device_names_are_checked_for_slurm_but_not_its_gpus(tmp_path):
+    from ctta.sweep.launchers import make_launcher
+
+    make_launcher("slurm", tmp_path, device="cuda:1")  # the nodes have GPUs this machine may lack
+    with pytest.raises(UserError, match=r"^unknown device 'gpu'; valid choices: auto, cpu, cuda, cuda:N$"):
+        make_launcher("slurm", tmp_path, device="gpu")
+    assert files_under(tmp_path) == []
+
+
+def test_a_failing_check_of_a_later_study_writes_no_study_file(tmp_path, capsys):
+    tta = {**TTA_DEBUG, "corruptions": ["contrast"]}
+    path = small_sweep(tmp_path, scenarios=tta, methods={"bn_adapt": {}})  # debug_vit has no BatchNorm
+    results = tmp_path / "res"
+    err = refused(capsys, "sweep", "launch", path, "--results", str(results), "--launcher", "debug")
+    assert err.startswith(f"ctta: error: {path}: studies.b: scenario 'corruption[")
+    assert "method 'bn_adapt' needs a backbone with batchnorm; backbone 'debug_vit' has" in err
+    assert files_under(results) == []
+
+
+# --------------------------------------------------------------------------- 5. empty figures
+def test_plot_and_leaderboard_of_a_store_without_studies_say_why(tmp_path, capsys):
+    results = tmp_path / "res"
+    main(["run", *CL, "--method", "simplecil", "--backbone", "debug_vit", "--results", str(results)])
+    capsys.readouterr()
+    before = files_under(results)
+    why = "its records belong to no study of a sweep (leaderboards and figures rank a sweep's studies: "
+    err = refused(capsys, "plot", str(results), "--out", str(tmp_path / "figures"))
+    assert err.startswith(f"ctta: error: {results}: nothing to draw: {why}")
+    err = refused(capsys, "leaderboard", str(results))
+    assert err.startswith(f"ctta: error: {results}: nothing to rank: {why}")
+    assert not (tmp_path / "figures").exists() and files_under(results) == before
+
+
+def test_plot_before_any_eval_run_finished_says_what_is_missing(tmp_path, capsys):
+    from ctta.run.store import Store
+    from ctta.sweep.launch import launch
+    from ctta.sweep.launchers import make_launcher
+    from ctta.sweep.studies import load_sweep
+
+    study = {"protocol": "tune_eval", "tune": cl_half("first_half"), "eval": cl_half("second_half")}
+    path = write_sweep(tmp_path / "s.yaml", {"s": {**study, "methods": ["simplecil"]}}, defaults=SMALL)
+    store = Store(tmp_path / "res")
+    launch(load_sweep(path), store, make_launcher("debug", store.root))
+    for run_dir in (store.root / "runs").iterdir():  # forget the eval run: tuning finished, eval pending
+        if '"eval"' in (run_dir / "protocol" / "s.json").read_text():
+            (run_dir / "record.json").unlink()
+    err = refused(capsys, "plot", str(store.root))
+    assert err == (
+        f"ctta: error: {store.root}: nothing to draw: no eval run of s has finished (tune runs: 1 done; "
+        "eval runs: 1 pending); `ctta sweep status` says more"
+    )
+    assert not (store.root / "figures").exists()
+
+
+# --------------------------------------------------------------------------- 6. named callables
+NOT_A_FACTORY = "not a factory; name a function or class of your own module that returns a torch.nn.Module"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--backbone", "os:system", "-B", "command=touch {marker}"],
+            "backbone: backbone 'os:system': 'os' is a module of Python's standard library, ",
+        ),
+        (
+            ["--backbone", "builtins:exec", "-B", "source=open('{marker}', 'w')"],
+            "backbone: backbone 'builtins:exec': 'builtins' is a module of Python's standard library, ",
+        ),
+        (
+            ["--backbone", "side_effects:system", "-B", "command=touch {marker}"],
+            "backbone: backbone 'side_effects:system': side_effects:system is a built-in function, ",
+        ),
+        (
+            ["--backbone", "side_effects:run", "-B", "args=[touch, {marker}]"],
+            "backbone: backbone 'side_effects:run': side_effects:run is from Python's standard library, ",
+        ),
+        (
+            ["--backbone", "small_cnn", "-S", "dataset={{name: subprocess:run, args: [touch, {marker}]}}"],
+            "scenario: dataset: dataset 'subprocess:run': 'subprocess' is a module of Python's standard library, ",
+        ),
+    ],
+)
+def test_standard_library_callables_are_refused_unrun(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "side_effects.py").write_text("from os import system\nfrom subprocess import run\n")
+    marker = tmp_path / "ran"
+    args = [a.format(marker=marker) for a in args]
+    err = refused(capsys, "run", "--scenario", "corruption", "--method", "tent", *args, "--results", "res")
+    assert (
+        err
+        == f"ctta: error: command line: {message}{NOT_A_FACTORY} (backbones) or a torch Dataset (datasets)"
+    )
+    assert not marker.exists() and files_under(tmp_path / "res") == []
+
+
+def test_user_code_is_imported_only_after_the_rest_of_the_spec_is_valid(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "imported"
+    (tmp_path / "late_nets.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n\ndef build():\n    raise SystemExit('called')\n"
+    )
+    for bad in (["-S", "batch_size=0"], ["-H", "lr=-1"], ["-S", "dataset=digts"], ["--seed", "-3"]):
+        refused(
+            capsys,
+            "run",
+            "--scenario",
+            "corruption",
+            "--method",
+            "tent",
+            "--backbone",
+            "late_nets:build",
+            *bad,
+            "--results",
+            "res",
+        )
+        assert not marker.exists(), bad
+    assert files_under(tmp_path / "res") == []

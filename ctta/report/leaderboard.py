@@ -25,7 +25,7 @@ from ..plan.metrics import LOWER_IS_BETTER
 from .claims import evaluate_claims
 from .claims import markdown as claims_markdown
 from .intervals import StudyIntervals
-from .results import Results, eval_records, honest_studies, load_results, study_intervals
+from .results import Results, eval_records, honest_studies, load_results, nothing_to_show, study_intervals
 from .stats import interval
 
 CL_METRICS = ("avg_inc_acc", "last_acc", "forgetting_max", "bwt")
@@ -286,7 +286,10 @@ def html_page(tables: dict, res: Results, claims: pd.DataFrame) -> str:
     claims_table = claims[["claim", "statement", "study", "evidence", "verdict", "comment"]]
     sections.append(
         f'<section id="claims"><h2>Claims</h2><p>{html.escape(CLAIMS_LEGEND)}</p>'
-        + claims_table.style.set_uuid("claims").hide(axis="index").set_table_attributes('class="claims"').to_html()
+        + claims_table.style.set_uuid("claims")
+        .hide(axis="index")
+        .set_table_attributes('class="claims"')
+        .to_html()
         + "</section>"
     )
     legend = html.escape(LEGEND).replace("**bold**", "<b>bold</b>")
@@ -304,7 +307,7 @@ def write_leaderboards(results: str | Path, out: str | Path) -> list[Path]:
     res = load_results(results)
     tables = leaderboards(res)
     if not tables:
-        raise UserError(f"{results}: no finished eval runs of a protocol study to rank")
+        raise UserError(f"{results}: nothing to rank: {nothing_to_show(res)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = [

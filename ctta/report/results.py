@@ -61,6 +61,27 @@ def honest_studies(res: Results) -> list[str]:
     return list(dict.fromkeys(res.summary.loc[res.summary.protocol != "oracle", "study"]))
 
 
+def nothing_to_show(res: Results) -> str:
+    """Why a store has no eval run for a leaderboard or a figure, in a few words."""
+    studies = honest_studies(res)
+    if not studies:
+        return (
+            "its records belong to no study of a sweep (leaderboards and figures rank a sweep's "
+            "studies: `ctta sweep launch`; `ctta collect` tabulates single runs)"
+        )
+    runs = res.runs[res.runs.study.isin(studies)]
+    counts = {
+        phase: ", ".join(
+            f"{n} {s}" for s, n in sorted(runs[runs.phase == phase].status.value_counts().items())
+        )
+        for phase in ("tune", "eval")
+    }
+    return (
+        f"no eval run of {', '.join(studies)} has finished (tune runs: {counts['tune'] or 'none'}; eval "
+        f"runs: {counts['eval'] or 'none planned yet'}); `ctta sweep status` says more"
+    )
+
+
 def study_intervals(res: Results, study: str, runs: pd.DataFrame) -> StudyIntervals:
     """The study's intervals, paired with its oracle study's eval runs when one measures it."""
     oracle = None

@@ -13,6 +13,7 @@ import functools
 import logging
 import os
 import platform
+import re
 import socket
 import threading
 import time
@@ -42,18 +43,25 @@ log = logging.getLogger(__name__)
 SCHEMA = 1
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' picks CUDA when present; `CTTA_DEVICE` overrides 'auto' (the tests pin the CPU)."""
+def resolve_device(device: str | torch.device = "auto", here: bool = True) -> torch.device:
+    """'auto' picks CUDA when present; `CTTA_DEVICE` overrides 'auto' (the tests pin the CPU).
+    A device this machine lacks is a UserError (with `here=False`, for runs that execute on
+    other machines such as Slurm nodes, only the name is checked)."""
     if isinstance(device, torch.device):
         return device
     if device == "auto":
         device = os.environ.get("CTTA_DEVICE", "auto")
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} requested but CUDA is not available; valid choices: auto, cpu")
-    if not (device == "cpu" or device.startswith("cuda")):
+        return torch.device("cuda" if here and torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", device):
         raise UserError(f"unknown device {device!r}; valid choices: auto, cpu, cuda, cuda:N")
+    count = torch.cuda.device_count() if here and device.startswith("cuda") else None
+    if count == 0:
+        raise UserError(f"device {device!r} requested but CUDA is not available; valid choices: auto, cpu")
+    if count and ":" in device and int(device.split(":")[1]) >= count:
+        raise UserError(
+            f"device {device!r}: this machine has {count} GPUs; valid choices: cuda:0..cuda:{count - 1}"
+        )
     return torch.device(device)
 
 
@@ -62,13 +70,22 @@ class RunFailed(Exception):
 
 
 def prepare(spec: RunSpec, device: torch.device):
-    """Build backbone, scenario stream and method for a spec, and check they fit together."""
+    """Build backbone, scenario stream and method for a spec, and check they fit together. The
+    backbone comes after the scenario and the method are configured: a factory the spec names
+    (`module.path:callable`) is called only once everything else of the spec is valid."""
     seed_everything(spec.seed)
-    backbone = create_backbone(spec.backbone)
     scenario = create_scenario(**spec.scenario)
     method = create_method(**spec.method)
+    backbone = create_backbone(spec.backbone)
     stream = scenario.build(seed=spec.seed, image_size=backbone.image_size, device=device)
-    type(method).check_compatible(backbone, stream.info)
+    check_fit(type(method), backbone, stream)
+    return backbone.to(device), stream, method
+
+
+def check_fit(method: type[Method], backbone, stream: ContinualStream | TestStream) -> None:
+    """UserError when the method cannot run on this backbone and stream (what `ctta run` and a
+    sweep launch check before anything runs)."""
+    method.check_compatible(backbone, stream.info)
     if isinstance(stream, TestStream) and backbone.head_is_trained and not method.trains_source:
         classes = backbone.head.out_features
         if classes != stream.info.num_classes:
@@ -77,7 +94,6 @@ def prepare(spec: RunSpec, device: torch.device):
                 f"stream has {stream.info.num_classes}; use a dataset whose labels 0..{classes - 1} are "
                 f"the head's classes, or pass trained_head=false to train a source model on the stream's data"
             )
-    return backbone.to(device), stream, method
 
 
 def execute(
