@@ -468,3 +468,50 @@ def test_user_code_is_imported_only_after_the_rest_of_the_spec_is_valid(tmp_path
         )
         assert not marker.exists(), bad
     assert files_under(tmp_path / "res") == []
+
+
+# --------------------------------------------------------------------------- 7. peak memory
+def test_cpu_runs_record_no_peak_memory(tmp_path):
+    from ctta.run import execute
+
+    record = execute({"scenario": CL_DEBUG, "method": "simplecil", "backbone": "debug_vit", "seed": 0})
+    assert record["status"] == "done"
+    assert record["peak_mb"] is None and record["peak_mb_kind"] == "not_measured_on_cpu"
+
+
+def test_leaderboards_show_cpu_peak_memory_as_na_and_never_bold_it():
+    import pandas as pd
+
+    from ctta.report.leaderboard import display_table
+    from ctta.report.results import Results, eval_records
+
+    def peaks(device: str, values: dict[str, list[float]]) -> list:
+        runs = pd.DataFrame(
+            [
+                {
+                    "study": "s",
+                    "phase": "eval",
+                    "status": "done",
+                    "method": m,
+                    "case": "c",
+                    "seed": i,
+                    "run_id": f"{m}{i}",
+                }
+                for m, ps in values.items()
+                for i in range(len(ps))
+            ]
+        )
+        records = pd.DataFrame(
+            [
+                {"run_id": f"{m}{i}", "method": m, "seed": i, "device": device, "peak_mb": p}
+                for m, ps in values.items()
+                for i, p in enumerate(ps)
+            ]
+        )
+        runs = eval_records(Results(records, runs, *[pd.DataFrame()] * 3), "s")
+        table = runs.groupby("method", as_index=False)["peak_mb"].mean()
+        return display_table(table)["peak mem (MB)"].tolist()
+
+    # what CPU records of older stores hold: resident-set noise (0.0 to 12.5 MB for one run)
+    assert peaks("cpu", {"a": [0.0, 12.5], "b": [0.0, 0.0]}) == ["n/a", "n/a"]
+    assert peaks("cuda:0", {"a": [40.0, 42.0], "b": [30.0, 30.0]}) == ["41.0", "**30.0**"]

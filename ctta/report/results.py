@@ -43,7 +43,10 @@ def eval_records(res: Results, study: str) -> pd.DataFrame:
         return pd.DataFrame()
     runs = res.runs[(res.runs.study == study) & (res.runs.phase == "eval") & (res.runs.status == "done")]
     runs = runs[["method", "case", "seed", "run_id"]].drop_duplicates("run_id")
-    return runs.merge(res.records.drop(columns=["method", "seed"]), on="run_id", how="inner")
+    runs = runs.merge(res.records.drop(columns=["method", "seed"]), on="run_id", how="inner")
+    if "peak_mb" in runs and "device" in runs:  # measured on GPUs only: CPU values (older records) were noise
+        runs["peak_mb"] = runs["peak_mb"].where(runs["device"].astype(str).str.startswith("cuda"))
+    return runs
 
 
 def tune_records(res: Results, study: str) -> pd.DataFrame:

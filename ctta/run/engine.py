@@ -15,7 +15,6 @@ import os
 import platform
 import re
 import socket
-import threading
 import time
 import traceback
 from collections.abc import Mapping
@@ -320,41 +319,27 @@ def _features(backbone, x: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- costs and provenance
 class PeakMemory:
-    """Peak memory of the run in MB: CUDA's max allocated bytes on a GPU; on the CPU, the rise
-    of the process's resident set above its level at the start, sampled every 5 ms."""
+    """Peak memory of the run in MB: on a GPU, CUDA's max allocated bytes above the level at the
+    start. On the CPU nothing is recorded (None, shown as n/a): the resident set's growth over a
+    run measures the process's history more than the method. The peak RSS rise (VmHWM) of the
+    same debug run was 17-25 MB as a process's first run, 3-7 MB after another run, 2-7 MB when
+    repeated (caches warm), against differences of 2-5 MB between methods; the 5 ms sampling it
+    replaces gave 0.0-12.5 MB for one run."""
 
     def __init__(self, device: torch.device):
         self.device = device
-        self.peak_mb = 0.0
-        self.kind = "cuda_max_allocated" if device.type == "cuda" else "cpu_rss_rise"
+        self.peak_mb: float | None = None
+        self.kind = "cuda_max_allocated" if device.type == "cuda" else "not_measured_on_cpu"
 
     def __enter__(self):
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
-            return self
-        import psutil
-
-        proc = psutil.Process()
-        self._base = proc.memory_info().rss
-        self._peak = self._base
-        self._stop = threading.Event()
-
-        def sample():
-            while not self._stop.wait(0.005):
-                self._peak = max(self._peak, proc.memory_info().rss)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
         return self
 
     def __exit__(self, *exc):
         if self.device.type == "cuda":
             self.peak_mb = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
-        else:
-            self._stop.set()
-            self._thread.join()
-            self.peak_mb = (self._peak - self._base) / 2**20
         return False
 
 
