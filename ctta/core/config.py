@@ -49,7 +49,7 @@ def hp(
     if not space:
         raise TypeError("a search space needs at least one value")
     bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
-    for value in {default, *space} if bounds else ():  # a declaration bug, not a user error
+    for value in (default, *space) if bounds else ():  # a declaration bug, not a user error
         if not _in_range(value, bounds):
             raise TypeError(f"value {value!r} is outside the declared range {range_text('value', bounds)}")
     return dataclasses.field(default=default, metadata={"space": space, "doc": doc, "range": bounds})
