@@ -44,7 +44,7 @@ class SAR(NormAdaptationMethod):
             1e-3, space=(1e-4, 1e-3, 1e-2), doc="SGD step size (the paper: 2.5e-4 ResNet, 1e-3 ViT)", gt=0
         )
         rho: float = hp(0.05, doc="SAM neighbourhood radius", ge=0)
-        e_margin: float = hp(0.4, doc="E₀ as a fraction of ln(num_classes)", gt=0)
+        e_margin: float = hp(0.4, doc="E₀ as a fraction of ln(num_classes)", ge=0)
         reset_constant: float = hp(
             0.2, space=(0.1, 0.2), doc="reset when the loss EMA falls below this", ge=0
         )
