@@ -29,8 +29,7 @@ import argparse
 import os
 import time
 
-import yaml
-
+from ctta.core.config import parse_yaml
 from ctta.core.errors import UserError
 from ctta.core.registry import METHODS, list_methods
 from ctta.data.corruptions import CORRUPTIONS
@@ -68,7 +67,7 @@ def test_time_methods() -> list[str]:
 
 
 def run_all(args) -> dict:
-    dataset = yaml.safe_load(args.dataset)
+    dataset = parse_yaml(args.dataset)
     store = Store(args.results)
     records: dict = {}
     with feature_cache(os.path.join(args.results, "features")):

@@ -209,11 +209,11 @@ def _generate(strategy: str) -> type[AvalancheMethod]:
         fields.append((name, kind, hp(default, space=space, doc=f"Avalanche {strategy}({name}=...)")))
         kwargs.append(name)
     common = [
-        ("lr", float, hp(0.01, space=(0.003, 0.01, 0.03), doc="step size")),
-        ("epochs", int, hp(3, doc="passes over each task's data (train_epochs)")),
-        ("batch_size", int, hp(64, doc="mini-batch size (train_mb_size)")),
+        ("lr", float, hp(0.01, space=(0.003, 0.01, 0.03), doc="step size", gt=0)),
+        ("epochs", int, hp(3, doc="passes over each task's data (train_epochs)", ge=1)),
+        ("batch_size", int, hp(64, doc="mini-batch size (train_mb_size)", ge=1)),
         ("optimizer", str, hp("sgd", doc="sgd (momentum 0.9), adam or adamw")),
-        ("weight_decay", float, hp(0.0, doc="weight decay")),
+        ("weight_decay", float, hp(0.0, doc="weight decay", ge=0)),
         (
             "schedule",
             Literal["cosine", "constant"],

@@ -48,7 +48,7 @@ class BNAdapt(Method):
     @dataclass
     class HParams:
         prior: float = hp(
-            0.0, space=(0.0, 4.0, 16.0, 64.0), doc="N: weight of the source statistics, in samples"
+            0.0, space=(0.0, 4.0, 16.0, 64.0), doc="N: weight of the source statistics, in samples", ge=0
         )
 
     def setup(self, backbone, info):

@@ -27,7 +27,9 @@ class CoOp(PromptTuning):
 
     @dataclass
     class HParams(PromptTuning.HParams):
-        n_ctx: int = hp(0, doc="context vectors; 0 = one per template word before {}, initialised from them")
+        n_ctx: int = hp(
+            0, doc="context vectors; 0 = one per template word before {}, initialised from them", ge=0
+        )
 
     def init_prompts(self, backbone, template, names):
         prefix, suffix = template.split("{}")

@@ -37,15 +37,19 @@ class CoTTA(TestTimeMethod):
 
     @dataclass
     class HParams(TestTimeMethod.HParams):
-        lr: float = hp(1e-3, space=(1e-4, 1e-3), doc="step size on every student parameter")
+        lr: float = hp(1e-3, space=(1e-4, 1e-3), doc="step size on every student parameter", gt=0)
         ap: float = hp(
             0.92,
             space=(0.1, 0.72, 0.92),
             doc="anchor confidence below which the teacher averages augmentations",
+            ge=0,
+            le=1,
         )
-        mt: float = hp(0.999, doc="EMA factor of the teacher")
-        rst: float = hp(0.01, doc="probability of restoring each weight element to its source value")
-        n_augment: int = hp(32, doc="augmented views averaged by the teacher")
+        mt: float = hp(0.999, doc="EMA factor of the teacher", ge=0, le=1)
+        rst: float = hp(
+            0.01, doc="probability of restoring each weight element to its source value", ge=0, le=1
+        )
+        n_augment: int = hp(32, doc="augmented views averaged by the teacher", ge=1)
         flip: bool = hp(True, doc="horizontal flips among the augmentations (off for text-like images)")
         optimizer: Literal["adam", "sgd"] = hp(
             "adam", doc="adam (CIFAR setting) or sgd (ImageNet setting, momentum 0.9)"

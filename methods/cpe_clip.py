@@ -44,8 +44,8 @@ class CPECLIP(PromptTuning):
 
     @dataclass
     class HParams(PromptTuning.HParams):
-        prompts_per_layer: int = hp(2, doc="L: prompt tokens per layer")
-        depth: int = hp(0, doc="layers that get prompts, from the first; 0 = all")
+        prompts_per_layer: int = hp(2, doc="L: prompt tokens per layer", ge=1)
+        depth: int = hp(0, doc="layers that get prompts, from the first; 0 = all", ge=0)
         regularization: Literal["balance", "freeze", "none"] = hp(
             "balance",
             doc="prompt gradients in incremental sessions: scaled by new/seen, frozen, or untouched",

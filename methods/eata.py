@@ -42,10 +42,12 @@ class EATA(NormAdaptationMethod):
 
     @dataclass
     class HParams(NormAdaptationMethod.HParams):
-        d_margin: float = hp(0.4, space=(0.05, 0.4), doc="ε: redundancy threshold on cosine similarity")
-        fisher_alpha: float = hp(1.0, space=(1.0, 2000.0), doc="β: weight of the Fisher regulariser")
-        e_margin: float = hp(0.4, doc="E₀ as a fraction of ln(num_classes)")
-        fisher_size: int = hp(2000, doc="in-distribution images for the Fisher estimate (0: no regulariser)")
+        d_margin: float = hp(0.4, space=(0.05, 0.4), doc="ε: redundancy threshold on cosine similarity", ge=0)
+        fisher_alpha: float = hp(1.0, space=(1.0, 2000.0), doc="β: weight of the Fisher regulariser", ge=0)
+        e_margin: float = hp(0.4, doc="E₀ as a fraction of ln(num_classes)", ge=0)
+        fisher_size: int = hp(
+            2000, doc="in-distribution images for the Fisher estimate (0: no regulariser)", ge=0
+        )
 
     def setup(self, backbone, info):
         super().setup(backbone, info)

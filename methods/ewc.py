@@ -39,16 +39,16 @@ class EWC(RegularizedFinetuning):
     @dataclass
     class HParams(RegularizedFinetuning.HParams):
         lam: float = hp(
-            1e3, space=(1e2, 3e2, 1e3, 3e3), doc="lambda: penalty lam/2 * sum F (theta - anchor)^2"
+            1e3, space=(1e2, 3e2, 1e3, 3e3), doc="lambda: penalty lam/2 * sum F (theta - anchor)^2", ge=0
         )
         estimator: Literal["batch", "sample", "train"] = hp(
             "batch",
             doc="Fisher: squared mini-batch gradients (paper), per-sample ones, or mini-batch ones"
             " of the last training epoch (no extra pass)",
         )
-        decay: float = hp(1.0, doc="F <- decay * F + F_task after each task (1 = sum over tasks)")
+        decay: float = hp(1.0, doc="F <- decay * F + F_task after each task (1 = sum over tasks)", ge=0, le=1)
         fisher_batch_size: int = hp(
-            64, doc="batch size of the Fisher pass (sets the 'batch' estimate's scale)"
+            64, doc="batch size of the Fisher pass (sets the 'batch' estimate's scale)", ge=1
         )
 
     def make_regularizer(self, named) -> ParameterRegularizer:

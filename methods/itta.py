@@ -103,15 +103,15 @@ class ITTA(TestTimeMethod):
 
     @dataclass
     class HParams(TestTimeMethod.HParams):
-        lr: float = hp(1e-4, space=(1e-5, 1e-4, 1e-3), doc="Adam step size of the adaptive parameters")
+        lr: float = hp(1e-4, space=(1e-5, 1e-4, 1e-3), doc="Adam step size of the adaptive parameters", gt=0)
         reset: Literal["never", "per_domain", "per_batch"] = hp(
             "never", doc="when the adaptive parameters return to identity (the original never resets)"
         )
-        steps: int = hp(1, doc="steps on the learned loss per test batch")
-        mapping_depth: int = hp(5, doc="affine layers per adaptive chain")
-        loss_depth: int = hp(10, doc="training: affine layers of the learned loss f_w")
-        align_weight: float = hp(0.1, doc="training: weight of the gradient-alignment objective of f_w")
-        loss_lr_factor: float = hp(0.1, doc="training: f_w's Adam step size relative to the source lr")
+        steps: int = hp(1, doc="steps on the learned loss per test batch", ge=1)
+        mapping_depth: int = hp(5, doc="affine layers per adaptive chain", ge=1)
+        loss_depth: int = hp(10, doc="training: affine layers of the learned loss f_w", ge=1)
+        align_weight: float = hp(0.1, doc="training: weight of the gradient-alignment objective of f_w", ge=0)
+        loss_lr_factor: float = hp(0.1, doc="training: f_w's Adam step size relative to the source lr", gt=0)
 
     @classmethod
     def check_compatible(cls, backbone, info):

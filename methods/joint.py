@@ -23,7 +23,7 @@ class Joint(Method):
 
     @dataclass
     class HParams(Recipe):
-        epochs: int = hp(3, doc="passes over the accumulated data at each task")
+        epochs: int = hp(3, doc="passes over the accumulated data at each task", ge=1)
         restart: bool = hp(True, doc="restart from the pretrained weights at every task (else continue)")
 
     def setup(self, backbone, info):

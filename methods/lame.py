@@ -92,8 +92,8 @@ class LAME(Method):
         affinity: Literal["knn", "rbf", "linear"] = hp(
             "knn", space=("knn", "rbf", "linear"), doc="affinity between the batch's features"
         )
-        k: int = hp(5, space=(1, 3, 5), doc="neighbours of the knn affinity (and σ of rbf)")
-        lam: float = hp(1.0, doc="λ: weight of the Laplacian term (the paper fixes 1)")
+        k: int = hp(5, space=(1, 3, 5), doc="neighbours of the knn affinity (and σ of rbf)", ge=1)
+        lam: float = hp(1.0, doc="λ: weight of the Laplacian term (the paper fixes 1)", ge=0)
 
     def setup(self, backbone, info):
         self.model = freeze(backbone).eval()

@@ -74,19 +74,21 @@ class MOS(Method):
 
     @dataclass
     class HParams(AdapterRecipe):
-        head_lr_scale: float = hp(0.1, doc="the head trains at lr * head_lr_scale")
+        head_lr_scale: float = hp(0.1, doc="the head trains at lr * head_lr_scale", ge=0)
         merge: float = hp(
-            0.1, space=(0.0, 0.05, 0.1, 0.2), doc="m: pull towards the mean of previous adapters"
+            0.1, space=(0.0, 0.05, 0.1, 0.2), doc="m: pull towards the mean of previous adapters", ge=0, le=1
         )
-        reg: float = hp(0.1, space=(0.0, 0.1, 0.3), doc="weight of the contrastive term")
-        temperature: float = hp(0.8, doc="temperature of the contrastive term")
-        ca_epochs: int = hp(30, doc="classifier alignment: epochs")
-        ca_lr: float = hp(0.005, doc="classifier alignment: SGD step size")
-        ca_samples: int = hp(240, doc="classifier alignment: features drawn per class and epoch (= batch)")
+        reg: float = hp(0.1, space=(0.0, 0.1, 0.3), doc="weight of the contrastive term", ge=0)
+        temperature: float = hp(0.8, doc="temperature of the contrastive term", gt=0)
+        ca_epochs: int = hp(30, doc="classifier alignment: epochs", ge=1)
+        ca_lr: float = hp(0.005, doc="classifier alignment: SGD step size", gt=0)
+        ca_samples: int = hp(
+            240, doc="classifier alignment: features drawn per class and epoch (= batch)", ge=1
+        )
         covariance: Literal["full", "diagonal"] = hp(
             "full", doc="class Gaussians: full or diagonal covariance"
         )
-        max_iter: int = hp(4, doc="self-refined retrieval: at most this many head evaluations")
+        max_iter: int = hp(4, doc="self-refined retrieval: at most this many head evaluations", ge=1)
         ensemble: bool = hp(True, doc="add the prototype classifier's softmax (x (t+1)) to the head's")
 
     def setup(self, backbone, info):

@@ -28,8 +28,10 @@ class PseudoLabel(NormAdaptationMethod):
 
     @dataclass
     class HParams(NormAdaptationMethod.HParams):
-        threshold: float = hp(0.9, space=(0.5, 0.7, 0.9), doc="minimum softmax confidence of a pseudo-label")
-        steps: int = hp(1, doc="gradient steps per test batch")
+        threshold: float = hp(
+            0.9, space=(0.5, 0.7, 0.9), doc="minimum softmax confidence of a pseudo-label", ge=0, le=1
+        )
+        steps: int = hp(1, doc="gradient steps per test batch", ge=1)
 
     def loss(self, logits):
         confidence, labels = logits.detach().softmax(1).max(1)

@@ -41,12 +41,14 @@ class SAR(NormAdaptationMethod):
     @dataclass
     class HParams(NormAdaptationMethod.HParams):
         lr: float = hp(
-            1e-3, space=(1e-4, 1e-3, 1e-2), doc="SGD step size (the paper: 2.5e-4 ResNet, 1e-3 ViT)"
+            1e-3, space=(1e-4, 1e-3, 1e-2), doc="SGD step size (the paper: 2.5e-4 ResNet, 1e-3 ViT)", gt=0
         )
-        rho: float = hp(0.05, doc="SAM neighbourhood radius")
-        e_margin: float = hp(0.4, doc="E₀ as a fraction of ln(num_classes)")
-        reset_constant: float = hp(0.2, space=(0.1, 0.2), doc="reset when the loss EMA falls below this")
-        top_fraction: float = hp(0.25, doc="fraction of top stages whose norm layers stay frozen")
+        rho: float = hp(0.05, doc="SAM neighbourhood radius", ge=0)
+        e_margin: float = hp(0.4, doc="E₀ as a fraction of ln(num_classes)", ge=0)
+        reset_constant: float = hp(
+            0.2, space=(0.1, 0.2), doc="reset when the loss EMA falls below this", ge=0
+        )
+        top_fraction: float = hp(0.25, doc="fraction of top stages whose norm layers stay frozen", ge=0, le=1)
         optimizer: Literal["adam", "sgd"] = hp("sgd", doc="base optimiser of SAM: sgd (momentum 0.9) or adam")
 
     def adapted_parameters(self, backbone):

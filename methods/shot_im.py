@@ -39,11 +39,11 @@ class ShotIM(NormAdaptationMethod):
 
     @dataclass
     class HParams(NormAdaptationMethod.HParams):
-        lr: float = hp(1e-4, space=(1e-5, 1e-4, 1e-3), doc="step size on the feature extractor")
+        lr: float = hp(1e-4, space=(1e-5, 1e-4, 1e-3), doc="step size on the feature extractor", gt=0)
         optimizer: Literal["adam", "sgd"] = hp(
             "adam", doc="adam, or sgd (momentum 0.9) as in SHOT's offline training"
         )
-        steps: int = hp(1, doc="gradient steps per test batch")
+        steps: int = hp(1, doc="gradient steps per test batch", ge=1)
 
     def adapted_parameters(self, backbone):
         return list(backbone.trunk.parameters())  # the whole feature extractor; the head stays

@@ -24,7 +24,7 @@ class SimpleCIL(Method):
 
     @dataclass
     class HParams:
-        batch_size: int = hp(256, doc="feature-extraction batch size (no effect on results)")
+        batch_size: int = hp(256, doc="feature-extraction batch size (no effect on results)", ge=1)
 
     def setup(self, backbone, info):
         self.model = freeze(backbone).eval()

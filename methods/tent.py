@@ -23,7 +23,7 @@ class Tent(NormAdaptationMethod):
 
     @dataclass
     class HParams(NormAdaptationMethod.HParams):
-        steps: int = hp(1, doc="gradient steps per test batch")
+        steps: int = hp(1, doc="gradient steps per test batch", ge=1)
 
     def loss(self, logits):
         return softmax_entropy(logits).mean()

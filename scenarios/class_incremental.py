@@ -71,13 +71,15 @@ class ClassIncremental(Scenario):
         dataset: Any = hp(
             None, doc="dataset name or mapping {name: ..., options}; default: preset's, else digits"
         )
-        initial: int | None = hp(None, doc="classes in the first task; 0 = B0; default: preset's, else 0")
-        increment: int | None = hp(None, doc="new classes per task; default: preset's, else 2")
-        num_tasks: int = hp(0, doc="number of tasks; 0 = as many as the pool allows")
+        initial: int | None = hp(
+            None, doc="classes in the first task; 0 = B0; default: preset's, else 0", ge=0
+        )
+        increment: int | None = hp(None, doc="new classes per task; default: preset's, else 2", ge=1)
+        num_tasks: int = hp(0, doc="number of tasks; 0 = as many as the pool allows", ge=0)
         classes: Any = hp("all", doc="class pool: all, first_half, second_half, 'a:b' or a list of ids")
-        train_per_class: int = hp(0, doc="cap on training images per class (0 = all)")
-        test_per_class: int = hp(0, doc="cap on test images per class (0 = all)")
-        order_seed: int | None = hp(None, doc="class-order seed; default: the run seed")
+        train_per_class: int = hp(0, doc="cap on training images per class (0 = all)", ge=0)
+        test_per_class: int = hp(0, doc="cap on test images per class (0 = all)", ge=0)
+        order_seed: int | None = hp(None, doc="class-order seed; default: the run seed", ge=0)
 
     def __init__(self, **config: Any):
         super().__init__(**config)

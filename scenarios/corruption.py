@@ -36,7 +36,7 @@ from ctta.kit import (
     StreamOptions,
     UserError,
     batches_of,
-    check_stream_options,
+    check_trained_classes,
     corrupt,
     derive_seed,
     load_dataset,
@@ -83,7 +83,7 @@ class Corruption(Scenario):
     class Config(StreamOptions):
         dataset: Any = hp("digits", doc="dataset name or mapping {name: ..., options}")
         corruptions: tuple[str, ...] = hp(CORRUPTIONS, doc="in stream order (default: the 15 of ImageNet-C)")
-        severity: int = hp(5, doc="1..5 (ignored by the gradual setting)")
+        severity: int = hp(5, doc="1..5 (ignored by the gradual setting)", ge=1, le=5)
         setting: Literal["single", "continual", "gradual", "mixed"] = hp(
             "continual",
             doc="single (reset between corruptions), continual, gradual (severity 1..5..1), mixed",
@@ -91,7 +91,7 @@ class Corruption(Scenario):
         samples: Literal["all", "first_half", "second_half"] = hp(
             "all", doc="sample pool of the test split: all, first_half, second_half"
         )
-        test_per_class: int = hp(0, doc="cap on test images per class (0 = all)")
+        test_per_class: int = hp(0, doc="cap on test images per class (0 = all)", ge=0)
 
     def __init__(self, **config):
         super().__init__(**config)
@@ -102,9 +102,6 @@ class Corruption(Scenario):
                 f"scenario 'corruption': unknown corruption {bad[0] if bad else '(none given)'!r}; "
                 f"valid choices: {', '.join(ALL_CORRUPTIONS)}"
             )
-        if not 1 <= c.severity <= 5:
-            raise UserError(f"scenario 'corruption': severity must be 1..5, got {c.severity}")
-        check_stream_options(c, "scenario 'corruption'")
 
     def build(self, *, seed: int, image_size: int, device) -> TestStream:
         c = self.config
@@ -113,6 +110,7 @@ class Corruption(Scenario):
             sample_pool(load_dataset(c.dataset, "test", image_size), c.samples), c.test_per_class, seed
         )
         test = test.subset(zipf_subsample(test.targets, c.zipf, seed=derive_seed(seed, 7)))
+        check_trained_classes(source, test, "scenario 'corruption'")
         info = test_time_info(
             c,
             source,

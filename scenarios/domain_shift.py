@@ -37,7 +37,7 @@ from ctta.kit import (
     UserError,
     as_dict,
     batches_of,
-    check_stream_options,
+    check_trained_classes,
     derive_seed,
     load_dataset,
     per_class,
@@ -80,12 +80,11 @@ class DomainShift(Scenario):
         setting: Literal["single", "continual"] = hp(
             "single", doc="several streamed domains: reset between them (single) or not (continual)"
         )
-        test_per_class: int = hp(0, doc="cap on streamed images per class and domain (0 = all)")
+        test_per_class: int = hp(0, doc="cap on streamed images per class and domain (0 = all)", ge=0)
 
     def __init__(self, **config):
         super().__init__(**config)
         c = self.config
-        check_stream_options(c, "scenario 'domain_shift'")
         if c.selection == "leave_one_out" and not c.held_out:
             raise UserError(
                 "scenario 'domain_shift': selection=leave_one_out needs held_out=<a source domain>"
@@ -155,6 +154,7 @@ class DomainShift(Scenario):
             part = per_class(_domains(stream_split, names, [dom]), c.test_per_class, seed)
             parts.append(part.subset(zipf_subsample(part.targets, c.zipf, seed=derive_seed(seed, 7, i))))
         test = parts[0].union(*parts[1:])
+        check_trained_classes(source, test, f"scenario 'domain_shift' (source domains {', '.join(trained)})")
         info = test_time_info(
             c,
             source,

@@ -95,13 +95,16 @@ class FewShotClassIncremental(Scenario):
             None, doc="dataset name or mapping {name: ..., options}; default: the preset's, else digits"
         )
         base_classes: int | None = hp(
-            None, doc="classes of the base session (session 0); default: preset's, else 4"
+            None, doc="classes of the base session (session 0); default: preset's, else 4", ge=1
         )
-        ways: int | None = hp(None, doc="new classes per incremental session; default: the preset's, else 2")
-        shots: int | None = hp(None, doc="training images per new class; default: the preset's, else 5")
+        ways: int | None = hp(
+            None, doc="new classes per incremental session; default: the preset's, else 2", ge=1
+        )
+        shots: int | None = hp(None, doc="training images per new class; default: the preset's, else 5", ge=1)
         sessions: int | None = hp(
             None,
             doc="incremental sessions after the base one (0 = as many as fit); default: preset's, else 0",
+            ge=0,
         )
         classes: Any = hp("all", doc="class pool: all, first_half, second_half, 'a:b' or a list of ids")
         class_order: Literal["seed", "dataset"] | None = hp(
@@ -109,9 +112,9 @@ class FewShotClassIncremental(Scenario):
             doc="seed: PyCIL permutation by the run seed (or order_seed); dataset: ids in order; "
             "default: the preset's, else seed",
         )
-        order_seed: int | None = hp(None, doc="class-order seed; default: the run seed")
-        base_per_class: int = hp(0, doc="cap on base-session training images per class (0 = all)")
-        test_per_class: int = hp(0, doc="cap on test images per class (0 = all)")
+        order_seed: int | None = hp(None, doc="class-order seed; default: the run seed", ge=0)
+        base_per_class: int = hp(0, doc="cap on base-session training images per class (0 = all)", ge=0)
+        test_per_class: int = hp(0, doc="cap on test images per class (0 = all)", ge=0)
         index_dir: str | None = hp(None, doc="folder with the standard session_<i>.txt few-shot index files")
 
     def __init__(self, **config: Any):
@@ -125,11 +128,6 @@ class FewShotClassIncremental(Scenario):
         # Config is built: run specs store every option, so explicit values would hide them.)
         base = {**FALLBACK, **PRESETS.get(c.preset, {})}
         self.config = c = dataclasses.replace(c, **{k: base[k] for k in FALLBACK if getattr(c, k) is None})
-        if c.base_classes < 1 or c.ways < 1 or c.shots < 1 or c.sessions < 0:
-            raise UserError(
-                f"scenario {self.name!r}: base_classes, ways and shots must be >= 1 and sessions >= 0 "
-                f"(got {c.base_classes}, {c.ways}, {c.shots}, {c.sessions})"
-            )
 
     def build(self, *, seed: int, image_size: int, device) -> ContinualStream:
         c = self.config

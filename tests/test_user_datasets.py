@@ -98,7 +98,7 @@ def test_array_file_errors_name_the_problem(tmp_path):
         ({"path": "missing.npz"}, r"array file .*missing.npz does not exist"),
         (
             {"path": "d.npz", "images_key": "pixels", "class_names": ["a"]},
-            r"labels: id 3 but only 1 names given",
+            r"d.npz: labels: 3 samples have a class id outside 0..0 \(1 class names\): samples 1, 2, 3; ids 1, 2, 3",
         ),
     ]
     for options, message in cases:
@@ -191,7 +191,9 @@ def test_factory_datasets_in_every_split_convention(factories):
         ]
 
     with pytest.raises(
-        UserError, match=r"item 0: values -.* are not in \[0, 1\]; return unnormalised images"
+        UserError,
+        match=r"dataset 'byo_data:normalised': float images must lie in \[0, 1\] \(got -.*, in images 0\); "
+        r"give unnormalised images \(no Normalize",
     ):
         load_dataset("byo_data:normalised", "train", 8)
     with pytest.raises(

@@ -66,8 +66,11 @@ def list_cmd(kind: str | None) -> None:
 @click.argument("kind", type=click.Choice(["method", "scenario"]))
 @click.argument("name")
 def show_cmd(kind: str, name: str) -> None:
-    """Show a method's hyperparameters or a scenario's options: defaults, search spaces, docs."""
+    """Show a method's hyperparameters or a scenario's options: defaults, valid ranges, search
+    spaces, docs."""
     import dataclasses
+
+    from ..core.config import field_range
 
     reg = _registry(kind + "s")
     cls = reg.get(name)
@@ -76,6 +79,7 @@ def show_cmd(kind: str, name: str) -> None:
     for f in dataclasses.fields(config):
         space = f.metadata.get("space", (f.default,))
         extra = f"  search: {list(space)}" if len(space) > 1 else ""
+        extra += f"  range: {field_range(f)}" if field_range(f) else ""
         click.echo(f"  {f.name} = {f.default!r}{extra}\n      {f.metadata.get('doc', '')}")
 
 

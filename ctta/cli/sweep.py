@@ -146,12 +146,14 @@ def launch_cmd(sweep_file, results, launcher, jobs, device, retry_failed, reclai
     ):
         raise UserError("--partition, --mem-gb and --gpus-per-task apply to --launcher slurm only")
     runner = make_launcher(launcher, store.root, device=device, jobs=jobs, **slurm)
-    bar = tqdm(total=0, desc="runs", unit="run", dynamic_ncols=True)
+    bars = []  # drawn once runs start: a launch refused by its checks draws none
 
     def progress(done: int, added: int) -> None:
-        bar.total += added
-        bar.update(done)
-        bar.refresh()
+        if not bars:
+            bars.append(tqdm(total=0, desc="runs", unit="run", dynamic_ncols=True))
+        bars[0].total += added
+        bars[0].update(done)
+        bars[0].refresh()
 
     try:
         with logging_redirect_tqdm():  # warnings (damaged files, reclaimed runs) on lines of their own
@@ -159,7 +161,8 @@ def launch_cmd(sweep_file, results, launcher, jobs, device, retry_failed, reclai
                 sweep, store, runner, retry_failed=retry_failed, reclaim=reclaim, on_progress=progress
             )
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     click.echo(
         f"{len(report.finished)} runs finished in this launch: {report.count('done')} done, "
         f"{report.count('failed')} failed, {report.count('error')} not run; results in {store.root}"

@@ -1,15 +1,18 @@
 """Typed, documented configuration dataclasses: method hyperparameters and scenario options.
 
-A field is declared with `hp(default, space=..., doc=...)`; its search space lives next to
-its default, so a method file reads like the paper's algorithm box. `build_config` turns a
-user mapping (YAML, CLI) into the dataclass, rejecting unknown keys and wrong types with one
-line that names the key and the valid choices. `load_yaml` and `parse_assignments` read the
-files and `key=value` options those mappings come from.
+A field is declared with `hp(default, space=..., doc=..., ge=/gt=/le=/lt=...)`; its search
+space and its valid range live next to its default, so a method file reads like the paper's
+algorithm box. `build_config` turns a user mapping (YAML, CLI) into the dataclass, rejecting
+unknown keys, wrong types and values out of range with one line that names the key and the
+valid choices. `load_yaml` and `parse_assignments` read the files and `key=value` options
+those mappings come from, with numbers as people write them (`1e-3` is a float, as in YAML 1.2).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import operator
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -20,15 +23,36 @@ import yaml
 
 from .errors import UserError
 
+BOUNDS = {
+    "ge": (">=", operator.ge),
+    "gt": (">", operator.gt),
+    "le": ("<=", operator.le),
+    "lt": ("<", operator.lt),
+}
 
-def hp(default: Any, space: typing.Sequence | None = None, doc: str = "") -> Any:
-    """Declare a hyperparameter (or option) with its default and its search space."""
+
+def hp(
+    default: Any,
+    space: typing.Sequence | None = None,
+    doc: str = "",
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
+    """Declare a hyperparameter (or option) with its default, its search space and, for a
+    number, its valid range (`ge=1`: >= 1, `gt=0`: > 0, `le=1`, `lt=1`; None is always valid)."""
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple (immutable) as default for a sequence option")
     space = tuple(space) if space is not None else (default,)
     if not space:
         raise TypeError("a search space needs at least one value")
-    return dataclasses.field(default=default, metadata={"space": space, "doc": doc})
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    for value in (default, *space) if bounds else ():  # a declaration bug, not a user error
+        if not _in_range(value, bounds):
+            raise TypeError(f"value {value!r} is outside the declared range {range_text('value', bounds)}")
+    return dataclasses.field(default=default, metadata={"space": space, "doc": doc, "range": bounds})
 
 
 def search_space(cls: type) -> dict[str, tuple]:
@@ -38,6 +62,43 @@ def search_space(cls: type) -> dict[str, tuple]:
 
 def field_docs(cls: type) -> dict[str, str]:
     return {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(cls)}
+
+
+def field_range(field: dataclasses.Field) -> str:
+    """The declared range of a field as people read it (`0 <= p <= 1`), or '' when it has none."""
+    bounds = field.metadata.get("range", {})
+    return range_text(field.name, bounds) if bounds else ""
+
+
+def range_text(name: str, bounds: Mapping[str, float]) -> str:
+    """`k >= 1`, `lr > 0`, `0 <= p <= 1`."""
+    low = [(BOUNDS[k][0], v) for k, v in bounds.items() if k in ("ge", "gt")]
+    high = [(BOUNDS[k][0], v) for k, v in bounds.items() if k in ("le", "lt")]
+    if low and high:
+        return f"{_num(low[0][1])} {low[0][0].replace('>', '<')} {name} {high[0][0]} {_num(high[0][1])}"
+    return " and ".join(f"{name} {op} {_num(v)}" for op, v in low + high)
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def _in_range(value: Any, bounds: Mapping[str, float]) -> bool:
+    """Every number in `value` (a number, or a sequence of them) lies within `bounds`."""
+    if isinstance(value, (list, tuple)):
+        return all(_in_range(v, bounds) for v in value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return True  # None, names, ...: the type check has the say
+    return all(BOUNDS[k][1](value, v) for k, v in bounds.items())
+
+
+def _checked(field: dataclasses.Field, value: Any, where: str) -> Any:
+    bounds = field.metadata.get("range", {})
+    if bounds and not _in_range(value, bounds):
+        raise UserError(
+            f"{where}: option {field.name!r}: expected {range_text(field.name, bounds)}, got {value!r}"
+        )
+    return value
 
 
 def build_config(cls: type, values: Mapping[str, Any] | None, where: str) -> Any:
@@ -53,7 +114,10 @@ def build_config(cls: type, values: Mapping[str, Any] | None, where: str) -> Any
             f"{where}: unknown option {unknown[0]!r}; valid options: {', '.join(fields) or '(none)'}"
         )
     hints = get_type_hints(cls)
-    kwargs = {name: coerce(value, hints[name], f"{where}: option {name!r}") for name, value in values.items()}
+    kwargs = {
+        name: _checked(fields[name], coerce(value, hints[name], f"{where}: option {name!r}"), where)
+        for name, value in values.items()
+    }
     return cls(**kwargs)
 
 
@@ -62,7 +126,8 @@ def check_value(cls: type, name: str, value: Any, where: str) -> Any:
     hints = get_type_hints(cls)
     if name not in hints:
         raise UserError(f"{where}: unknown option {name!r}; valid options: {', '.join(hints) or '(none)'}")
-    return coerce(value, hints[name], f"{where}: option {name!r}")
+    field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return _checked(field, coerce(value, hints[name], f"{where}: option {name!r}"), where)
 
 
 def as_dict(config: Any) -> dict[str, Any]:
@@ -139,13 +204,30 @@ def _type_name(annotation) -> str:
     return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML with floats as YAML 1.2 (and people) write them: PyYAML follows YAML 1.1, where a
+    float needs a dot, so `1e-3`, `1E6` and `-2.5e-4` were strings."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?)$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text as Python values (safe: plain data only), with YAML 1.2 floats."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def load_yaml(path: str | Path) -> Any:
     """Parse a YAML file; a missing file or a syntax error is a UserError naming the file (and line)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
-        return yaml.safe_load(path.read_text())
+        return parse_yaml(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -160,7 +242,7 @@ def parse_assignments(items: tuple[str, ...], what: str) -> dict[str, Any]:
         if not sep or not key:
             raise UserError(f"{what} option {item!r} must look like key=value")
         try:
-            out[key] = yaml.safe_load(value)
+            out[key] = parse_yaml(value)
         except yaml.YAMLError:
             out[key] = value
     return out

@@ -13,3 +13,10 @@ def choices_error(what: str, given: object, valid) -> UserError:
     """`unknown method 'tnet'; valid choices: bn_adapt, finetune, ...`"""
     valid = sorted(str(v) for v in valid)
     return UserError(f"unknown {what} {given!r}; valid choices: {', '.join(valid) if valid else '(none)'}")
+
+
+def few(values, limit: int = 5) -> str:
+    """The first `limit` values joined, `(+N more)` after them: for messages that name offenders."""
+    values = list(values)
+    shown = ", ".join(str(v) for v in values[:limit]) or "(none)"
+    return shown + (f" (+{len(values) - limit} more)" if len(values) > limit else "")

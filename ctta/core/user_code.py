@@ -1,5 +1,9 @@
 """Code users bring, named `module.path:callable`: importing it, and passing it spec options.
 
+A spec or sweep file that names a callable runs it: such files are code, to be trusted like a
+script. What is refused is what cannot be a model or dataset factory: built-in functions and
+anything of the standard library (`os:system`, `subprocess:run`, `builtins:exec`).
+
 A backbone or dataset factory of the user's gets the spec's options that are not ctta's own;
 `options_signature` makes one signature of both, so that spec validation (unknown options,
 defaults filled into the run's identity) treats a user's factory like a built-in one.
@@ -26,6 +30,8 @@ def import_object(ref: str, what: str) -> Any:
     module_name, _, attr = ref.partition(":")
     if not attr or not all(p.isidentifier() for p in module_name.split(".") + attr.split(".")):
         return None
+    if _standard(module_name):  # refused before importing anything
+        raise UserError(f"{what}: {module_name!r} is a module of Python's standard library, {NOT_A_FACTORY}")
     try:
         module = _import_with_cwd(module_name)
     except ModuleNotFoundError as exc:
@@ -47,7 +53,22 @@ def import_object(ref: str, what: str) -> Any:
         obj = getattr(obj, part)
     if not callable(obj):
         raise UserError(f"{what}: {ref} is a {type(obj).__name__}, not a callable")
+    if inspect.isbuiltin(obj) or _standard(getattr(obj, "__module__", None) or ""):
+        kind = "a built-in function" if inspect.isbuiltin(obj) else "from Python's standard library"
+        raise UserError(f"{what}: {ref} is {kind}, {NOT_A_FACTORY}")
     return obj
+
+
+NOT_A_FACTORY = (
+    "not a factory; name a function or class of your own module that returns a torch.nn.Module "
+    "(backbones) or a torch Dataset (datasets)"
+)
+
+
+def _standard(module_name: str) -> bool:
+    """A module of Python's standard library (os, subprocess, builtins, ...): never a factory
+    of models or data, and calling one (`os:system`) would run a command from a spec file."""
+    return module_name.split(".")[0] in sys.stdlib_module_names
 
 
 def _is_missing(module_name: str, exc: ModuleNotFoundError) -> bool:

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from ..core.errors import UserError
+from ..core.errors import UserError, few
 from ..core.registry import register_dataset
-from .images import ImageData, files_fingerprint
+from .images import ImageData, check_labels, check_pixels, files_fingerprint
 from .splits import holdout_split
 
 ALIASES = {
@@ -76,6 +77,8 @@ def arrays(
         }
         part = split if split in parts else "all"
         images = np.asarray(tables[parts[part][0]][found[part]["images"]])
+        if images.dtype.kind == "f":  # before any split: positions in the file's array
+            check_pixels(torch.from_numpy(images), f"{_file(path, part, test_path)}: {found[part]['images']}")
         class_names = class_names or _names(tables["train"], "class_names")
         domain_names = domain_names or _names(tables["train"], "domain_names")
     # Ids over every part, so that train and test share class (and domain) names.
@@ -84,7 +87,12 @@ def arrays(
     )
     with_domains = all("domains" in c for c in columns.values())
     d, domain_names = (
-        to_ids(np.concatenate([c["domains"] for c in columns.values()]), domain_names, f"{path}: domains")
+        to_ids(
+            np.concatenate([c["domains"] for c in columns.values()]),
+            domain_names,
+            f"{path}: domains",
+            "domain",
+        )
         if with_domains
         else (None, ())
     )
@@ -102,12 +110,16 @@ def arrays(
         images,
         y,
         class_names,
-        name=Path(path).stem,
+        name=_file(path, part, test_path),
         domains=d,
         domain_names=domain_names,
         image_size=image_size,
         fingerprint=files_fingerprint(files),
     )
+
+
+def _file(path: str, part: str, test_path: str | None) -> str:
+    return test_path if part == "test" and test_path is not None else path
 
 
 def _table(path: str, labels: str | None, domains: str | None):
@@ -183,7 +195,9 @@ def _vector(labels: np.ndarray) -> np.ndarray:
     return labels.reshape(len(labels))
 
 
-def to_ids(values, names: Sequence[str] | None, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
+def to_ids(
+    values, names: Sequence[str] | None, where: str, kind: str = "class"
+) -> tuple[np.ndarray, tuple[str, ...]]:
     """Integer ids and names of labels (or domains) given as integers or as strings."""
     values = np.asarray(values)
     if values.dtype.kind in "US":
@@ -194,17 +208,18 @@ def to_ids(values, names: Sequence[str] | None, where: str) -> tuple[np.ndarray,
             raise UserError(f"{where}: {unknown[0]!r} is not among the names given ({', '.join(names)})")
         index = {n: i for i, n in enumerate(names)}
         return np.array([index[v] for v in values.tolist()], dtype=np.int64), tuple(names)
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise UserError(
+            f"{where}: NaN or inf at samples {few(np.flatnonzero(~np.isfinite(values)).tolist())}"
+        )
     if values.dtype.kind == "f" and np.array_equal(values, np.round(values)):
         values = values.astype(np.int64)
     if values.dtype.kind not in "iub":
         raise UserError(f"{where}: expected integers or strings, got {values.dtype}")
     values = values.astype(np.int64)
-    if len(values) and values.min() < 0:
-        raise UserError(f"{where}: ids must be >= 0, got {values.min()}")
-    count = int(values.max()) + 1 if len(values) else 0
+    count = max(int(values.max(initial=-1)), 0) + 1
     names = list(names) if names else [str(i) for i in range(count)]
-    if count > len(names):
-        raise UserError(f"{where}: id {count - 1} but only {len(names)} names given")
+    check_labels(values, len(names), where, kind)
     return values, tuple(str(n) for n in names)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.errors import UserError
+from ..core.errors import UserError, few
 from ..core.files import content_key
 
 
@@ -125,15 +125,15 @@ class ImageData(torch.utils.data.Dataset):
             x = x.expand(-1, 3, -1, -1)
         if x.dtype != torch.uint8:
             x = x.float()
-            if x.min() < 0 or x.max() > 1:
-                raise UserError(f"{name}: float images must lie in [0, 1] (got {x.min():.3g}..{x.max():.3g})")
+            check_pixels(x, name)
         if image_size is not None and (x.shape[-2], x.shape[-1]) != (image_size, image_size):
             x = torch.cat([resize(chunk, image_size) for chunk in x.split(1024)])  # bounded float memory
         labels = np.asarray(labels, dtype=np.int64)
         if len(labels) != len(x):
             raise UserError(f"{name}: {len(x)} images but {len(labels)} labels")
         if class_names is None:
-            class_names = [str(c) for c in range(int(labels.max()) + 1)]
+            class_names = [str(c) for c in range(max(int(labels.max(initial=-1)), 0) + 1)]
+        check_labels(labels, len(class_names), name)
         storage = _Arrays(x.contiguous())
         storage.fingerprint = fingerprint
         return cls(storage, labels, class_names, name=name, domains=domains, domain_names=domain_names)
@@ -150,6 +150,7 @@ class ImageData(torch.utils.data.Dataset):
         domains=None,
         domain_names: Sequence[str] = (),
     ) -> ImageData:
+        check_labels(np.asarray(labels, dtype=np.int64), len(class_names), name)
         storage = _Files(paths, image_size)
         storage.fingerprint = files_fingerprint(paths)
         return cls(storage, labels, class_names, name=name, domains=domains, domain_names=domain_names)
@@ -266,6 +267,52 @@ class ImageData(torch.utils.data.Dataset):
 
     def describe(self) -> str:
         return f"{self.name}: {len(self)} images, {len(np.unique(self.targets))} classes"
+
+
+# --------------------------------------------------------------------------- checks on loading
+def check_pixels(x: torch.Tensor, where: str, positions: Sequence[int] | None = None) -> None:
+    """UserError naming the images of a float batch [N, ...] with NaN/inf pixels or pixels
+    outside [0, 1] (by their position in `x`, or `positions[i]`), so that broken data fails
+    when it is loaded, not later as a method's "non-finite logits"."""
+    if x.dtype == torch.uint8 or not len(x):
+        return
+    flat = x.reshape(len(x), -1)
+    name = (lambda i: i) if positions is None else (lambda i: positions[i])
+    finite = torch.isfinite(flat).all(1)
+    if not finite.all():
+        bad = [name(int(i)) for i in torch.nonzero(~finite).flatten()]
+        raise UserError(f"{where}: non-finite pixel values (NaN or inf) in images {few(bad)}")
+    low, high = flat.amin(1), flat.amax(1)
+    outside = (low < 0) | (high > 1)
+    if outside.any():
+        bad = [name(int(i)) for i in torch.nonzero(outside).flatten()]
+        raise UserError(
+            f"{where}: float images must lie in [0, 1] (got {low.min():.3g}..{high.max():.3g}, in images "
+            f"{few(bad)}); give unnormalised images (no Normalize: normalisation belongs to the backbone spec)"
+        )
+
+
+def check_labels(labels: np.ndarray, count: int, where: str, kind: str = "class") -> None:
+    """UserError naming the samples whose class (or domain) id is outside 0..count-1."""
+    bad = np.flatnonzero((labels < 0) | (labels >= count))
+    if len(bad):
+        raise UserError(
+            f"{where}: {len(bad)} samples have a {kind} id outside 0..{count - 1} ({count} {kind} names): "
+            f"samples {few(bad.tolist())}; ids {few(np.unique(labels[bad]).tolist())}"
+        )
+
+
+def check_trained_classes(train: ImageData, test: ImageData, where: str) -> None:
+    """UserError when test samples belong to classes that the training data lacks (a model
+    cannot learn them: prototypes of an empty class are NaN, heads stay untrained)."""
+    missing = np.setdiff1d(np.unique(test.targets), np.unique(train.targets))
+    if len(missing):
+        names = [repr(test.class_names[c]) if c < test.num_classes else str(int(c)) for c in missing]
+        samples = test.indices[np.isin(test.targets, missing)]
+        raise UserError(
+            f"{where}: {test.name}: classes {few(names)} have test images but no training images "
+            f"(test samples {few(samples.tolist())}); no model can learn them"
+        )
 
 
 def files_fingerprint(paths: Sequence[str | Path]) -> str:

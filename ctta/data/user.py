@@ -19,7 +19,7 @@ from ..core.registry import DATASETS
 from ..core.user_code import call, import_object, options_signature, parameters_of, source_fingerprint
 from .arrays import to_ids
 from .datasets import frozen, thawed
-from .images import ImageData, resize
+from .images import ImageData, check_pixels, resize
 from .splits import holdout_split
 
 IN_MEMORY_BYTES = 2**31  # factory datasets up to this size (uint8 at the run's image size) are held in memory
@@ -129,7 +129,9 @@ def from_torch_dataset(
         labels, domains = _labels_without_images(ds, n, name)
     y, class_names = to_ids(labels, class_names, f"dataset {name!r}: labels")
     d, domain_names = (
-        (None, ()) if domains[0] is None else to_ids(domains, domain_names, f"dataset {name!r}: domains")
+        (None, ())
+        if domains[0] is None
+        else to_ids(domains, domain_names, f"dataset {name!r}: domains", "domain")
     )
     if storage_images is not None:
         return ImageData.from_arrays(
@@ -189,7 +191,9 @@ def _unpack(item, name: str, i: int) -> tuple[Any, Any, Any]:
 
 def _item(item, size: int, name: str, i: int) -> tuple[torch.Tensor, Any, Any]:
     x, y, d = _unpack(item, name, i)
-    return fit_image(to_chw(x, f"dataset {name!r}: item {i}"), size), y, d
+    x = to_chw(x, f"dataset {name!r}: item {i}")
+    check_pixels(x[None], f"dataset {name!r}", positions=[i])  # before resizing clamps the values
+    return fit_image(x, size), y, d
 
 
 def to_chw(x, where: str) -> torch.Tensor:
@@ -210,11 +214,6 @@ def to_chw(x, where: str) -> torch.Tensor:
         return x
     if not x.is_floating_point():
         raise UserError(f"{where}: integer images must be uint8, got {x.dtype}")
-    if x.min() < 0 or x.max() > 1:
-        raise UserError(
-            f"{where}: values {x.min():.3g}..{x.max():.3g} are not in [0, 1]; return unnormalised "
-            f"images (drop Normalize: normalisation belongs to the backbone spec)"
-        )
     return x.float()
 
 

@@ -14,7 +14,7 @@ from ..core.files import content_key
 from ..core.seeding import derive_seed
 from ..data.corruptions import ALL_CORRUPTIONS, CORRUPTIONS, HELD_OUT, corrupt
 from ..data.datasets import DataSpec, load_dataset
-from ..data.images import ImageData, iterate
+from ..data.images import ImageData, check_trained_classes, iterate
 from ..data.splits import POOLS, class_pool, per_class, sample_pool
 from .adapters import (
     AdaptedBlock,
@@ -49,7 +49,6 @@ from .streams import (
     ORDERS,
     StreamOptions,
     batches_of,
-    check_stream_options,
     class_order,
     class_proportions,
     class_stream,
@@ -117,6 +116,7 @@ __all__ = [
     # scenarios: data and streams
     "DataSpec",
     "ImageData",
+    "check_trained_classes",
     "iterate",
     "load_dataset",
     "POOLS",
@@ -130,7 +130,6 @@ __all__ = [
     "ORDERS",
     "StreamOptions",
     "batches_of",
-    "check_stream_options",
     "class_order",
     "class_proportions",
     "class_stream",

@@ -136,10 +136,10 @@ def merge_toward(params: list[nn.Parameter], target: list[torch.Tensor], weight:
 class AdapterRecipe(Recipe):
     """The training recipe of adapter methods (AdaptFormer on a frozen ViT, as in MOS)."""
 
-    lr: float = hp(0.03, space=(0.01, 0.03, 0.05), doc="step size of the adapters")
-    epochs: int = hp(10, space=(5, 10, 20), doc="passes over each task's data")
-    batch_size: int = hp(48, doc="mini-batch size")
-    weight_decay: float = hp(5e-4, doc="weight decay (adapters and head)")
-    rank: int = hp(16, doc="adapter bottleneck width r")
-    adapter_dropout: float = hp(0.1, doc="dropout inside the adapters")
+    lr: float = hp(0.03, space=(0.01, 0.03, 0.05), doc="step size of the adapters", gt=0)
+    epochs: int = hp(10, space=(5, 10, 20), doc="passes over each task's data", ge=1)
+    batch_size: int = hp(48, doc="mini-batch size", ge=1)
+    weight_decay: float = hp(5e-4, doc="weight decay (adapters and head)", ge=0)
+    rank: int = hp(16, doc="adapter bottleneck width r", ge=1)
+    adapter_dropout: float = hp(0.1, doc="dropout inside the adapters", ge=0, lt=1)
     adapter_scale: float = hp(0.1, doc="adapter output scale")

@@ -126,12 +126,12 @@ class PromptTuning(Method):
     @dataclass
     class HParams:
         template: str = hp("", doc="class prompt with {} for the name; empty = the backbone's own")
-        lr: float = hp(0.005, space=(0.002, 0.005, 0.01, 0.02), doc="SGD step size (momentum 0.9)")
-        weight_decay: float = hp(1e-5, doc="SGD weight decay")
-        base_epochs: int = hp(5, doc="epochs on the first (base) task")
-        base_batch_size: int = hp(32, doc="batch size on the first task")
-        epochs: int = hp(5, doc="epochs on every later task")
-        batch_size: int = hp(4, doc="batch size on later tasks (few-shot sessions)")
+        lr: float = hp(0.005, space=(0.002, 0.005, 0.01, 0.02), doc="SGD step size (momentum 0.9)", gt=0)
+        weight_decay: float = hp(1e-5, doc="SGD weight decay", ge=0)
+        base_epochs: int = hp(5, doc="epochs on the first (base) task", ge=1)
+        base_batch_size: int = hp(32, doc="batch size on the first task", ge=1)
+        epochs: int = hp(5, doc="epochs on every later task", ge=1)
+        batch_size: int = hp(4, doc="batch size on later tasks (few-shot sessions)", ge=1)
 
     def setup(self, backbone, info):
         self.backbone = freeze(backbone).eval()

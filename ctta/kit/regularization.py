@@ -231,7 +231,7 @@ class RegularizedFinetuning(Method):
     @dataclass
     class HParams(Recipe):
         lam: float = hp(
-            100.0, space=(1.0, 10.0, 100.0), doc="lambda: penalty lam/2 * sum w (theta - anchor)^2"
+            100.0, space=(1.0, 10.0, 100.0), doc="lambda: penalty lam/2 * sum w (theta - anchor)^2", ge=0
         )
         params: tuple[str, ...] = hp(
             ("blocks.*.attn.*", "visual.transformer.resblocks.*.attn.*"),

@@ -37,7 +37,7 @@ import numpy as np
 from ..api import ContinualStream, StreamInfo, Task
 from ..core.config import hp
 from ..core.errors import UserError
-from ..data.images import ImageData
+from ..data.images import ImageData, check_trained_classes
 from ..data.splits import per_class
 
 ORDERS = ("iid", "class_sorted", "dirichlet")
@@ -90,6 +90,7 @@ def class_stream(
         num_tasks=len(sizes),
         extra={"class_order": order, "task_sizes": sizes, **extra},
     )
+    check_trained_classes(train, test, "class-incremental stream")
     tasks, tests = class_tasks(train, test, sizes)
     return ContinualStream(info=info, tasks=tasks, tests=tests)
 
@@ -152,31 +153,26 @@ class StreamOptions:
     """Options every test-time scenario shares: batching, label shift, and the source model's
     training recipe (the engine trains and caches the source model from `info.source`)."""
 
-    batch_size: int = hp(64, doc="test batch size (down to 1)")
+    batch_size: int = hp(64, doc="test batch size (down to 1)", ge=1)
     order: Literal["iid", "class_sorted", "dirichlet"] = hp(
         "iid", doc="sample order within each domain: iid, class_sorted, or dirichlet-correlated"
     )
-    delta: float = hp(0.1, doc="Dirichlet concentration of order=dirichlet (small = strongly correlated)")
-    zipf: float = hp(0.0, doc="prior shift: Zipf exponent of the class proportions (0 = balanced as given)")
-    source_per_class: int = hp(0, doc="source training: cap on labelled images per class (0 = all)")
-    source_epochs: int = hp(10, doc="source training: epochs on the labelled source data")
-    source_lr: float = hp(1e-3, doc="source training: AdamW step size")
-    source_batch_size: int = hp(128, doc="source training: batch size")
+    delta: float = hp(
+        0.1, doc="Dirichlet concentration of order=dirichlet (small = strongly correlated)", gt=0
+    )
+    zipf: float = hp(
+        0.0, doc="prior shift: Zipf exponent of the class proportions (0 = balanced as given)", ge=0
+    )
+    source_per_class: int = hp(0, doc="source training: cap on labelled images per class (0 = all)", ge=0)
+    source_epochs: int = hp(10, doc="source training: epochs on the labelled source data", ge=1)
+    source_lr: float = hp(1e-3, doc="source training: AdamW step size", gt=0)
+    source_batch_size: int = hp(128, doc="source training: batch size", ge=1)
     source_seed: int | None = hp(
         0,
         doc="source training: seed of the source model and of its data (one source model serves "
         "every run seed, as one pretrained model does in test-time papers); null: the run seed",
+        ge=0,
     )
-
-
-def check_stream_options(options: StreamOptions, where: str) -> None:
-    """UserError for out-of-range stream options."""
-    if options.batch_size < 1:
-        raise UserError(f"{where}: batch_size must be >= 1, got {options.batch_size}")
-    if options.delta <= 0:
-        raise UserError(f"{where}: delta must be > 0, got {options.delta}")
-    if options.zipf < 0:
-        raise UserError(f"{where}: zipf must be >= 0, got {options.zipf}")
 
 
 def source_recipe(options: StreamOptions, seed: int) -> dict:

@@ -48,7 +48,7 @@ class TestTimeMethod(Method):
     @dataclass
     class HParams:
         episodic: bool = hp(False, doc="reset to the source model before every batch")
-        reset_every: int = hp(0, doc="reset to the source model every N batches (0 = never)")
+        reset_every: int = hp(0, doc="reset to the source model every N batches (0 = never)", ge=0)
 
     def adapt(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -76,7 +76,7 @@ class NormAdaptationMethod(TestTimeMethod):
 
     @dataclass
     class HParams(TestTimeMethod.HParams):
-        lr: float = hp(1e-3, space=(1e-4, 1e-3, 1e-2), doc="step size on the adapted parameters")
+        lr: float = hp(1e-3, space=(1e-4, 1e-3, 1e-2), doc="step size on the adapted parameters", gt=0)
         optimizer: Literal["adam", "sgd"] = hp(
             "adam", doc="adam (CIFAR setting) or sgd (ImageNet setting, momentum 0.9)"
         )

@@ -138,11 +138,11 @@ class Recipe:
     (`class HParams(Recipe)`, redeclaring a field to change its default) and train with
     `fit_task`."""
 
-    lr: float = hp(0.01, space=(0.003, 0.01, 0.03), doc="step size")
-    epochs: int = hp(3, doc="passes over each task's data")
-    batch_size: int = hp(64, doc="mini-batch size")
+    lr: float = hp(0.01, space=(0.003, 0.01, 0.03), doc="step size", gt=0)
+    epochs: int = hp(3, doc="passes over each task's data", ge=1)
+    batch_size: int = hp(64, doc="mini-batch size", ge=1)
     optimizer: Optimizer = hp("sgd", doc="sgd (momentum 0.9), adam or adamw")
-    weight_decay: float = hp(0.0, doc="weight decay")
+    weight_decay: float = hp(0.0, doc="weight decay", ge=0)
 
 
 def fit_task(

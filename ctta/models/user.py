@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.errors import UserError
+from ..core.errors import UserError, few
 from ..core.files import content_key
 from ..core.registry import BACKBONES, register_backbone
 from ..core.user_code import call, import_object, options_signature, parameters_of, source_fingerprint
@@ -217,17 +217,11 @@ def load_weights(net: nn.Module, path: str, *, strict: bool, weights_only: bool,
     missing, unexpected = result.missing_keys, result.unexpected_keys
     if strict and (missing or unexpected):
         raise UserError(
-            f"{where}: checkpoint {path} does not fit: missing keys {_few(missing)}, unexpected keys "
-            f"{_few(unexpected)}; pass strict=false to load the keys that match"
+            f"{where}: checkpoint {path} does not fit: missing keys {few(missing, 4)}, unexpected keys "
+            f"{few(unexpected, 4)}; pass strict=false to load the keys that match"
         )
     if missing or unexpected:
         log.warning("%s: %d missing and %d unexpected keys in %s", where, len(missing), len(unexpected), path)
-
-
-def _few(keys: list[str]) -> str:
-    return (
-        "(none)" if not keys else ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
-    )
 
 
 # --------------------------------------------------------------------------- named factories

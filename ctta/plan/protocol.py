@@ -43,12 +43,12 @@ class Protocol:
     class Config:
         methods: Any = hp(None, doc="method names, or a mapping name -> search-space overrides")
         backbone: Any = hp("debug_vit", doc="backbone of every scenario that names none")
-        tune_seeds: tuple[int, ...] = hp((0,), doc="seeds of the tune phase")
-        eval_seeds: tuple[int, ...] = hp((1, 2, 3), doc="seeds of the evaluation phase")
+        tune_seeds: tuple[int, ...] = hp((0,), doc="seeds of the tune phase", ge=0)
+        eval_seeds: tuple[int, ...] = hp((1, 2, 3), doc="seeds of the evaluation phase", ge=0)
         metric: str = hp("auto", doc="what selects and scores; auto: last_acc (CL), online_acc (TTA)")
         search: Literal["grid", "random"] = hp("grid", doc="the whole grid, or random draws from it")
-        samples: int = hp(0, doc="random search: configurations per method (0 = the whole grid)")
-        search_seed: int = hp(0, doc="random search: seed of the draw")
+        samples: int = hp(0, doc="random search: configurations per method (0 = the whole grid)", ge=0)
+        search_seed: int = hp(0, doc="random search: seed of the draw", ge=0)
 
     def __init__(self, study: str = "", where: str = "", **config: Any):
         self.study = study or self.name

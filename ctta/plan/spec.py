@@ -45,14 +45,16 @@ class RunSpec:
             if key not in obj:
                 raise UserError(f"{where}: missing key {key!r}")
         seed = obj.get("seed", DEFAULT_SEED)
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise UserError(f"{where}: seed must be an integer, got {seed!r}")
-        return cls(
-            scenario=resolve_scenario(obj["scenario"], f"{where}: scenario"),
-            method=resolve_method(obj["method"], f"{where}: method"),
-            backbone=resolve_backbone(obj["backbone"], f"{where}: backbone"),
-            seed=seed,
-        )
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+            raise UserError(f"{where}: seed must be an integer in 0..2**32-1 (NumPy's seeds), got {seed!r}")
+        # Names of the user's code (`module.path:callable`) are imported last, once the rest
+        # of the spec is valid: the backbone, then the scenario's dataset.
+        scenario = _resolve_named(obj["scenario"], SCENARIOS, "Config", f"{where}: scenario")
+        method = resolve_method(obj["method"], f"{where}: method")
+        _check_dataset(scenario, f"{where}: scenario", user_code=False)
+        backbone = resolve_backbone(obj["backbone"], f"{where}: backbone")
+        _check_dataset(scenario, f"{where}: scenario", user_code=True)
+        return cls(scenario=scenario, method=method, backbone=backbone, seed=seed)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -122,13 +124,20 @@ def resolve_scenario(obj: Any, where: str) -> dict[str, Any]:
     """Scenario name plus every option (defaults filled in), validated; a `dataset` option must
     name a registered dataset (its files are not touched)."""
     scenario = _resolve_named(obj, SCENARIOS, "Config", where)
+    _check_dataset(scenario, where)
+    return scenario
+
+
+def _check_dataset(scenario: dict[str, Any], where: str, user_code: bool | None = None) -> None:
+    """The scenario's `dataset` must be a registered dataset (its files are not touched). With
+    `user_code` True/False, only a name that may (not) be the user's `module.path:callable`."""
     if scenario.get("dataset") is not None:  # None: the scenario chooses (e.g. from a preset)
         try:
             name = DataSpec.parse(scenario["dataset"]).name
         except UserError as exc:
             raise UserError(f"{where}: {exc}") from None
-        _get(DATASETS, name, f"{where}: dataset")
-    return scenario
+        if user_code is None or user_code == (":" in name):
+            _get(DATASETS, name, f"{where}: dataset")
 
 
 def resolve_method(obj: Any, where: str) -> dict[str, Any]:

@@ -3,10 +3,10 @@
 `leaderboards(results)` gives one table per (study, scored scenario) of every honest study
 (oracle studies only feed the gap columns): method rows; the mean over seeds of the
 scenario kind's metrics with 95 % bootstrap intervals (`ctta.report.intervals`); seeds, the
-chosen hyperparameters, trainable parameters, wall time, peak memory; and, where an oracle
-study measures it, the oracle score, the protocol gap (oracle − honest) and the rank change,
-with their intervals. A study with several scored scenarios also gets an
-overview table, one column per scenario (e.g. the accuracy under a non-i.i.d. stream).
+chosen hyperparameters, trainable parameters, wall time, peak memory (of GPU runs; n/a on
+the CPU); and, where an oracle study measures it, the oracle score, the protocol gap
+(oracle − honest) and the rank change, with their intervals. A study with several scored
+scenarios also gets an overview table, one column per scenario (e.g. the accuracy under a non-i.i.d. stream).
 `write_leaderboards` writes them as Markdown, one standalone sortable HTML page, CSV and JSON.
 """
 
@@ -25,7 +25,7 @@ from ..plan.metrics import LOWER_IS_BETTER
 from .claims import evaluate_claims
 from .claims import markdown as claims_markdown
 from .intervals import StudyIntervals
-from .results import Results, eval_records, honest_studies, load_results, study_intervals
+from .results import Results, eval_records, honest_studies, load_results, nothing_to_show, study_intervals
 from .stats import interval
 
 CL_METRICS = ("avg_inc_acc", "last_acc", "forgetting_max", "bwt")
@@ -167,7 +167,7 @@ def _cells(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             if c == "hparams":
                 cells.append(v if isinstance(v, str) else "")
             elif not _finite(v):
-                cells.append("–")
+                cells.append("n/a" if c == "peak_mb" else "–")
             else:
                 text = _number(c, v)
                 lo, hi = row.get(f"{c}_lo"), row.get(f"{c}_hi")
@@ -223,7 +223,8 @@ LEGEND = (
     "best one's. Hyperparameters were chosen by each study's protocol on data or scenarios other "
     "than the ones scored here. *protocol gap* = oracle score (tuned on the scored data itself) − "
     "honest score; *rank change* = honest rank − oracle rank (positive: the oracle flatters the "
-    "method), with p = the share of bootstrap replicates in which the two ranks differ."
+    "method), with p = the share of bootstrap replicates in which the two ranks differ. *peak "
+    "mem*: CUDA's peak allocated memory of GPU runs; n/a for CPU runs (not measured)."
 )
 
 CLAIMS_LEGEND = (
@@ -307,7 +308,7 @@ def write_leaderboards(results: str | Path, out: str | Path) -> list[Path]:
     res = load_results(results)
     tables = leaderboards(res)
     if not tables:
-        raise UserError(f"{results}: no finished eval runs of a protocol study to rank")
+        raise UserError(f"{results}: nothing to rank: {nothing_to_show(res)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = [

@@ -20,8 +20,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..core.errors import UserError  # noqa: E402
 from .intervals import tune_intervals  # noqa: E402
-from .results import Results, eval_records, honest_studies, load_results, study_intervals, tune_records  # noqa: E402
+from .results import (  # noqa: E402
+    Results,
+    eval_records,
+    honest_studies,
+    load_results,
+    nothing_to_show,
+    study_intervals,
+    tune_records,
+)
 from .stats import Bootstrap, interval  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -291,11 +300,13 @@ def write_figures(results: str | Path, out: str | Path) -> list[Path]:
     """Draw every figure of a results directory into `out` as PNG and PDF; returns the paths."""
     res = load_results(results)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     paths = []
     for stem, fig in figures(res):
+        out.mkdir(parents=True, exist_ok=True)
         for ext in ("png", "pdf"):
             paths.append(out / f"{stem}.{ext}")
             fig.savefig(paths[-1], bbox_inches="tight")
         plt.close(fig)
+    if not paths:
+        raise UserError(f"{results}: nothing to draw: {nothing_to_show(res)}")
     return paths

@@ -43,7 +43,10 @@ def eval_records(res: Results, study: str) -> pd.DataFrame:
         return pd.DataFrame()
     runs = res.runs[(res.runs.study == study) & (res.runs.phase == "eval") & (res.runs.status == "done")]
     runs = runs[["method", "case", "seed", "run_id"]].drop_duplicates("run_id")
-    return runs.merge(res.records.drop(columns=["method", "seed"]), on="run_id", how="inner")
+    runs = runs.merge(res.records.drop(columns=["method", "seed"]), on="run_id", how="inner")
+    if "peak_mb" in runs and "device" in runs:  # measured on GPUs only: CPU values (older records) were noise
+        runs["peak_mb"] = runs["peak_mb"].where(runs["device"].astype(str).str.startswith("cuda"))
+    return runs
 
 
 def tune_records(res: Results, study: str) -> pd.DataFrame:
@@ -59,6 +62,27 @@ def honest_studies(res: Results) -> list[str]:
     if res.summary.empty:
         return []
     return list(dict.fromkeys(res.summary.loc[res.summary.protocol != "oracle", "study"]))
+
+
+def nothing_to_show(res: Results) -> str:
+    """Why a store has no eval run for a leaderboard or a figure, in a few words."""
+    studies = honest_studies(res)
+    if not studies:
+        return (
+            "its records belong to no study of a sweep (leaderboards and figures rank a sweep's "
+            "studies: `ctta sweep launch`; `ctta collect` tabulates single runs)"
+        )
+    runs = res.runs[res.runs.study.isin(studies)]
+    counts = {
+        phase: ", ".join(
+            f"{n} {s}" for s, n in sorted(runs[runs.phase == phase].status.value_counts().items())
+        )
+        for phase in ("tune", "eval")
+    }
+    return (
+        f"no eval run of {', '.join(studies)} has finished (tune runs: {counts['tune'] or 'none'}; eval "
+        f"runs: {counts['eval'] or 'none planned yet'}); `ctta sweep status` says more"
+    )
 
 
 def study_intervals(res: Results, study: str, runs: pd.DataFrame) -> StudyIntervals:

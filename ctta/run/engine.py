@@ -15,8 +15,8 @@ import functools
 import logging
 import os
 import platform
+import re
 import socket
-import threading
 import time
 import traceback
 from collections.abc import Mapping
@@ -46,18 +46,25 @@ log = logging.getLogger(__name__)
 SCHEMA = 1
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' picks CUDA when present; `CTTA_DEVICE` overrides 'auto' (the tests pin the CPU)."""
+def resolve_device(device: str | torch.device = "auto", here: bool = True) -> torch.device:
+    """'auto' picks CUDA when present; `CTTA_DEVICE` overrides 'auto' (the tests pin the CPU).
+    A device this machine lacks is a UserError (with `here=False`, for runs that execute on
+    other machines such as Slurm nodes, only the name is checked)."""
     if isinstance(device, torch.device):
         return device
     if device == "auto":
         device = os.environ.get("CTTA_DEVICE", "auto")
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} requested but CUDA is not available; valid choices: auto, cpu")
-    if not (device == "cpu" or device.startswith("cuda")):
+        return torch.device("cuda" if here and torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", device):
         raise UserError(f"unknown device {device!r}; valid choices: auto, cpu, cuda, cuda:N")
+    count = torch.cuda.device_count() if here and device.startswith("cuda") else None
+    if count == 0:
+        raise UserError(f"device {device!r} requested but CUDA is not available; valid choices: auto, cpu")
+    if count and ":" in device and int(device.split(":")[1]) >= count:
+        raise UserError(
+            f"device {device!r}: this machine has {count} GPUs; valid choices: cuda:0..cuda:{count - 1}"
+        )
     return torch.device(device)
 
 
@@ -66,13 +73,22 @@ class RunFailed(Exception):
 
 
 def prepare(spec: RunSpec, device: torch.device):
-    """Build backbone, scenario stream and method for a spec, and check they fit together."""
+    """Build backbone, scenario stream and method for a spec, and check they fit together. The
+    backbone comes after the scenario and the method are configured: a factory the spec names
+    (`module.path:callable`) is called only once everything else of the spec is valid."""
     seed_everything(spec.seed)
-    backbone = create_backbone(spec.backbone)
     scenario = create_scenario(**spec.scenario)
     method = create_method(**spec.method)
+    backbone = create_backbone(spec.backbone)
     stream = scenario.build(seed=spec.seed, image_size=backbone.image_size, device=device)
-    type(method).check_compatible(backbone, stream.info)
+    check_fit(type(method), backbone, stream)
+    return backbone.to(device), stream, method
+
+
+def check_fit(method: type[Method], backbone, stream: ContinualStream | TestStream) -> None:
+    """UserError when the method cannot run on this backbone and stream (what `ctta run` and a
+    sweep launch check before anything runs)."""
+    method.check_compatible(backbone, stream.info)
     if isinstance(stream, TestStream) and backbone.head_is_trained and not method.trains_source:
         classes = backbone.head.out_features
         if classes != stream.info.num_classes:
@@ -81,7 +97,6 @@ def prepare(spec: RunSpec, device: torch.device):
                 f"stream has {stream.info.num_classes}; use a dataset whose labels 0..{classes - 1} are "
                 f"the head's classes, or pass trained_head=false to train a source model on the stream's data"
             )
-    return backbone.to(device), stream, method
 
 
 def execute(
@@ -103,20 +118,21 @@ def execute(
     spec = spec if isinstance(spec, RunSpec) else RunSpec.parse(spec)
     dev = resolve_device(device)
     if store is None:
-        return _execute(spec, None, dev, progress)
+        return _execute(spec, None, dev, progress, prepare(spec, dev))
     before = store.record(spec.run_id)
     if before is not None and (before["status"] == "done" or not retry_failed):
         return before
+    parts = prepare(spec, dev)  # before the claim: a spec that cannot run leaves nothing in the store
     with store.claim(spec.run_id, reclaim=reclaim):
         now = store.record(spec.run_id)
         if now is not None and now != before:  # another process finished (or retried) it meanwhile
             return now
-        return _execute(spec, store, dev, progress)
+        return _execute(spec, store, dev, progress, parts)
 
 
-def _execute(spec: RunSpec, store: Store | None, dev: torch.device, progress: bool) -> dict[str, Any]:
+def _execute(spec: RunSpec, store: Store | None, dev: torch.device, progress: bool, parts) -> dict[str, Any]:
     run_id = spec.run_id
-    backbone, stream, method = prepare(spec, dev)
+    backbone, stream, method = parts
     if store is not None:
         store.write_spec(run_id, spec.as_dict())
     record: dict[str, Any] = {
@@ -303,41 +319,27 @@ def _features(backbone, x: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- costs and provenance
 class PeakMemory:
-    """Peak memory of the run in MB: CUDA's max allocated bytes on a GPU; on the CPU, the rise
-    of the process's resident set above its level at the start, sampled every 5 ms."""
+    """Peak memory of the run in MB: on a GPU, CUDA's max allocated bytes above the level at the
+    start. On the CPU nothing is recorded (None, shown as n/a): the resident set's growth over a
+    run measures the process's history more than the method. The peak RSS rise (VmHWM) of the
+    same debug run was 17-25 MB as a process's first run, 3-7 MB after another run, 2-7 MB when
+    repeated (caches warm), against differences of 2-5 MB between methods; the 5 ms sampling it
+    replaces gave 0.0-12.5 MB for one run."""
 
     def __init__(self, device: torch.device):
         self.device = device
-        self.peak_mb = 0.0
-        self.kind = "cuda_max_allocated" if device.type == "cuda" else "cpu_rss_rise"
+        self.peak_mb: float | None = None
+        self.kind = "cuda_max_allocated" if device.type == "cuda" else "not_measured_on_cpu"
 
     def __enter__(self):
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
-            return self
-        import psutil
-
-        proc = psutil.Process()
-        self._base = proc.memory_info().rss
-        self._peak = self._base
-        self._stop = threading.Event()
-
-        def sample():
-            while not self._stop.wait(0.005):
-                self._peak = max(self._peak, proc.memory_info().rss)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
         return self
 
     def __exit__(self, *exc):
         if self.device.type == "cuda":
             self.peak_mb = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
-        else:
-            self._stop.set()
-            self._thread.join()
-            self.peak_mb = (self._peak - self._base) / 2**20
         return False
 
 

@@ -37,7 +37,7 @@ from ..core.registry import METHODS, SCENARIOS
 from ..kit.features import feature_cache
 from ..plan.spec import RunSpec
 from ..run.claims import RunClaimed, pid_alive
-from ..run.engine import execute
+from ..run.engine import execute, resolve_device
 from ..run.store import Store
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ class DebugLauncher:
     """In this process, one run at a time."""
 
     def __init__(self, root: str | Path, device: str = "auto"):
+        resolve_device(device)  # refused here, as by `ctta run`, not by every run
         self.root, self.device = str(root), device
 
     def run(self, next_runs: NextRuns, finished: Finished, retry: set[str]) -> None:
@@ -104,6 +105,7 @@ class LocalLauncher:
     """A pool of `jobs` worker processes; a worker per GPU slot when GPUs are used."""
 
     def __init__(self, root: str | Path, jobs: int | None = None, device: str = "auto"):
+        resolve_device(device)
         self.root, self.device = str(root), device
         use_gpus = device == "auto" and os.environ.get("CTTA_DEVICE", "auto") == "auto"
         self.gpus = torch.cuda.device_count() if use_gpus else 0
@@ -237,6 +239,7 @@ class SlurmLauncher:
     ):
         if per_task < 1 or cpus_per_task < 1 or timeout_min < 1:
             raise UserError("--per-task, --cpus-per-task and --timeout-min must be at least 1")
+        resolve_device(device, here=False)  # the nodes may have GPUs that this machine lacks
         self.root, self.device = str(root), device
         self.per_task, self.cpus = per_task, cpus_per_task
         self.folder = Path(folder) if folder else Path(root) / "slurm" / time.strftime("%Y%m%d-%H%M%S")

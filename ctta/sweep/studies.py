@@ -46,6 +46,7 @@ from ..core.files import atomic_write_bytes, content_key
 from ..core.registry import METHODS, PROTOCOLS, create_scenario
 from ..models.factory import create_backbone
 from ..plan.protocol import PlannedRun, Protocol
+from ..run.engine import check_fit
 from ..run.store import Store, read_json
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class Sweep:
     results: str | None = None
     _backbones: dict[str, Any] = field(default_factory=dict, repr=False)
     _checks: dict[str, dict] = field(default_factory=dict, repr=False)
+    _streams: dict[tuple, Any] = field(default_factory=dict, repr=False)
 
     # -- planning ---------------------------------------------------------------------------
     def plan(self, records: Mapping[str, dict]) -> list[PlannedRun]:
@@ -81,22 +83,26 @@ class Sweep:
 
     # -- before any run ----------------------------------------------------------------------
     def prepare(self, store: Store | None = None) -> None:
-        """Build each backbone once (so cached artefacts such as pretrained stand-ins are made
-        here, not by every worker), check method requirements, and run every study's separation
-        check; with a store, write the study definitions (checks are reused from there)."""
+        """Before any run: build each backbone once (so cached artefacts such as pretrained
+        stand-ins are made here, not by every worker), check that every method fits every case
+        as `ctta run` would (a stream per case: data checks, stream kind, backbone
+        capabilities), and run every study's separation check. Only when all of them pass are
+        the study definitions written into `store` (checks are reused from there)."""
         for study in self.studies:
+            seed = (*study.tune_seeds, *study.eval_seeds)[0]
             for case in (*study.cases["tune"], *study.cases["eval"]):
-                caps = self._backbone(case.backbone).capabilities()
+                backbone, stream = self._backbone(case.backbone), self._stream(case, seed)
                 for method in study.spaces:
-                    missing = sorted(METHODS.get(method).requires - caps)
-                    if missing:
-                        raise UserError(
-                            f"{study.where}: method {method!r} needs a backbone with {', '.join(missing)}; "
-                            f"backbone {case.backbone['name']!r} (scenario {case.label!r}) has "
-                            f"{', '.join(sorted(caps))}"
-                        )
+                    try:
+                        check_fit(METHODS.get(method), backbone, stream)
+                    except UserError as exc:
+                        raise UserError(f"{study.where}: scenario {case.label!r}: {exc}") from None
+        writes = []
         for study in self.studies:
-            self._checks[study.study] = self._check(study, store)
+            self._checks[study.study], write = self._check(study, store)
+            writes += [write] if write else []
+        for path, data in writes:
+            atomic_write_bytes(path, data)
 
     def check(self, study: str) -> dict | None:
         return self._checks.get(study)
@@ -107,26 +113,28 @@ class Sweep:
             self._backbones[key] = create_backbone(spec)
         return self._backbones[key]
 
-    def _check(self, study: Protocol, store: Store | None) -> dict:
+    def _stream(self, case, seed: int):
+        key = (content_key(case.scenario), seed, self._backbone(case.backbone).image_size)
+        if key not in self._streams:
+            scenario = create_scenario(**case.scenario)
+            self._streams[key] = scenario.build(seed=seed, image_size=key[2], device=torch.device("cpu"))
+        return self._streams[key]
+
+    def _check(self, study: Protocol, store: Store | None) -> tuple[dict, tuple[Path, bytes] | None]:
+        """The study's separation check, and the study file to write (None: it is there)."""
         definition = study_definition(study)
         path = store.root / "studies" / f"{study.study}.json" if store is not None else None
         old = read_json(path, study_file_problem, "the check runs again") if path is not None else None
         if old is not None and old.get("check_key") == definition["check_key"]:
-            return old["check"]
+            return old["check"], None
         streams = {phase: [] for phase in ("tune", "eval")}
         seeds = {"tune": study.tune_seeds, "eval": study.eval_seeds}
         for phase, cases in study.cases.items() if study.checks_data else ():
             for case in cases:
-                size = self._backbone(case.backbone).image_size
-                scenario = create_scenario(**case.scenario)
-                for seed in seeds[phase]:
-                    streams[phase].append(
-                        scenario.build(seed=seed, image_size=size, device=torch.device("cpu"))
-                    )
+                streams[phase] += [self._stream(case, seed) for seed in seeds[phase]]
         check = study.check(streams["tune"], streams["eval"])
-        if path is not None:
-            atomic_write_bytes(path, json.dumps({**definition, "check": check}, indent=1).encode())
-        return check
+        data = json.dumps({**definition, "check": check}, indent=1).encode()
+        return check, (path, data) if path is not None else None
 
     # -- annotations ---------------------------------------------------------------------------
     def annotate(self, store: Store, planned: list[PlannedRun]) -> None:
