@@ -44,10 +44,10 @@ from .weights import half_round_trip
 
 log = logging.getLogger(__name__)
 
-CLIP_VERSION = 2
+CLIP_VERSION = 1
 CLIP_RECIPE = {
     "per_class": 30,  # images per character and pretraining domain (187 x 3 x 30 = 16,830)
-    "epochs": 16,
+    "epochs": 10,
     "batch_size": 64,
     "lr": 2e-3,  # AdamW, cosine schedule; 4e-3 does not start learning, nor does batch 32
     "weight_decay": 0.1,
@@ -88,15 +88,6 @@ def pretrain_tiny_clip(recipe: dict = CLIP_RECIPE) -> tuple[dict[str, torch.Tens
     )
     train_s = time.perf_counter() - start
     state = {k: v.detach().cpu() for k, v in backbone.clip.state_dict().items()}
-    loaded = glyph_clip(TINY_CLIP, None, "tiny_clip")
-    loaded.clip.load_state_dict(half_round_trip(state))
-    random_init = glyph_clip(TINY_CLIP, None, "tiny_clip")
-    scores = {
-        **zero_shot_report(loaded, r["eval_per_class"], r["seed"] + 1, "pretrained"),
-        **zero_shot_report(random_init, r["eval_per_class"], r["seed"] + 1, "random_init"),
-        "sample_zeroshot_acc_heldout": round(sample_accuracy(loaded, r["seed"]), 2),
-        "chance_acc": round(100 / len(g.BENCHMARK_CHARS), 2),
-    }
     return state, {
         "version": CLIP_VERSION,
         "open_clip_config": TINY_CLIP,
@@ -105,10 +96,24 @@ def pretrain_tiny_clip(recipe: dict = CLIP_RECIPE) -> tuple[dict[str, torch.Tens
         "characters": len(chars),
         "domains": list(g.PRETRAIN_DOMAINS),
         "final_train_loss": round(stats["loss"], 4),
-        "logit_scale": round(loaded.logit_scale.item(), 2),
-        "scores": scores,
+        "logit_scale": round(state["logit_scale"].exp().item(), 2),
+        "scores": scores(state, r),
         "train_s": round(train_s, 1),
         "wall_s": round(time.perf_counter() - start, 1),
+    }
+
+
+def scores(state: dict[str, torch.Tensor], recipe: dict) -> dict:
+    """The manifest's zero-shot scores of a tiny CLIP state, measured as it loads from float16,
+    next to a randomly initialised CLIP's."""
+    loaded = glyph_clip(TINY_CLIP, None, "tiny_clip")
+    loaded.clip.load_state_dict(half_round_trip(state))
+    random_init = glyph_clip(TINY_CLIP, None, "tiny_clip")
+    return {
+        **zero_shot_report(loaded, recipe["eval_per_class"], recipe["seed"] + 1, "pretrained"),
+        **zero_shot_report(random_init, recipe["eval_per_class"], recipe["seed"] + 1, "random_init"),
+        "sample_zeroshot_acc_heldout": round(sample_accuracy(loaded, recipe["seed"]), 2),
+        "chance_acc": round(100 / len(g.BENCHMARK_CHARS), 2),
     }
 
 

@@ -27,11 +27,11 @@ from .weights import half_round_trip
 
 log = logging.getLogger(__name__)
 
-VIT_VERSION = 3
+VIT_VERSION = 2
 VIT_RECIPE = {
-    "per_class": 50,  # images per class and glyph domain (train)
+    "per_class": 30,  # images per class and glyph domain (train)
     "val_per_class": 4,
-    "epochs": 8,
+    "epochs": 4,
     "batch_size": 128,
     "lr": 3e-3,
     "warmup": 0.1,
@@ -59,7 +59,6 @@ def pretrain_tiny_vit(recipe: dict = VIT_RECIPE) -> tuple[dict[str, torch.Tensor
     start = time.perf_counter()
     seed_everything(r["seed"])
     train = load_dataset(_glyph_spec("pretrain", r["per_class"], r["seed"]), "train", TINY_VIT["img_size"])
-    val = load_dataset(_glyph_spec("pretrain", r["val_per_class"], r["seed"]), "test", TINY_VIT["img_size"])
     backbone = from_timm(
         vit(TINY_VIT), name="tiny_vit", image_size=TINY_VIT["img_size"], mean=GLYPH_MEAN, std=GLYPH_STD
     )
@@ -81,21 +80,28 @@ def pretrain_tiny_vit(recipe: dict = VIT_RECIPE) -> tuple[dict[str, torch.Tensor
     # timm's own parameter names (the head is the pretraining classifier, dropped at use).
     state = {k.removeprefix("trunk."): v for k, v in backbone.state_dict().items() if k.startswith("trunk.")}
     state.update({f"head.{k}": v for k, v in backbone.head.state_dict().items()})
-    loaded = with_head(half_round_trip(state))
-    scores = {
-        "val_acc_pretrain_classes": round(_accuracy(loaded, val), 2),
-        "sample_acc_pretrain_classes": round(sample_accuracy(loaded, r["seed"]), 2),
-        **_transfer_check(loaded),
-    }
     return state, {
         "version": VIT_VERSION,
         "recipe": r,
         "pretrain_classes": train.num_classes,
         "train_images": len(train),
         "final_train_loss": round(stats["loss"], 4),
-        "scores": scores,
+        "scores": scores(state, r),
         "train_s": round(train_s, 1),
         "wall_s": round(time.perf_counter() - start, 1),
+    }
+
+
+def scores(state: dict[str, torch.Tensor], recipe: dict) -> dict:
+    """The manifest's held-out scores of a tiny ViT state, measured as it loads from float16."""
+    loaded = with_head(half_round_trip(state))
+    val = load_dataset(
+        _glyph_spec("pretrain", recipe["val_per_class"], recipe["seed"]), "test", TINY_VIT["img_size"]
+    )
+    return {
+        "val_acc_pretrain_classes": round(_accuracy(loaded, val), 2),
+        "sample_acc_pretrain_classes": round(sample_accuracy(loaded, recipe["seed"]), 2),
+        **_transfer_check(loaded),
     }
 
 
