@@ -43,7 +43,7 @@ from .params import (
 )
 from .prompts import PromptTuning, encode_image, encode_text
 from .regularization import ParameterRegularizer, RegularizedFinetuning, TrainingFisher, fisher_diagonal
-from .source import cached_training, source_model
+from .source import cached_training, recompute_batchnorm_statistics, source_model
 from .stages import StageOutput, add_stage_hooks, lower_norm_parameters, probe_stages, stage_modules
 from .streams import (
     ORDERS,
@@ -73,6 +73,7 @@ __all__ = [
     "make_optimizer",
     "extract_features",
     "cached_training",
+    "recompute_batchnorm_statistics",
     "source_model",
     # methods: which parameters train
     "freeze",
