@@ -15,11 +15,15 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 # The default offline benchmark (protocols/default.yaml): resumable, rerun it at any time.
+# It prints its own wall time, from the end of the install to the printed leaderboard path.
 demo: $(STAMP)
-	$(BIN)/ctta sweep launch protocols/default.yaml
-	$(BIN)/ctta collect runs/default
-	$(BIN)/ctta leaderboard runs/default --out runs/default/leaderboard
-	$(BIN)/ctta plot runs/default --out runs/default/figures
+	@start=$$(date +%s); \
+	$(BIN)/ctta sweep launch protocols/default.yaml && \
+	$(BIN)/ctta collect runs/default >/dev/null && \
+	$(BIN)/ctta leaderboard runs/default --out runs/default/leaderboard >/dev/null && \
+	$(BIN)/ctta plot runs/default --out runs/default/figures >/dev/null && \
+	echo "leaderboard: runs/default/leaderboard/leaderboard.md (and .html); figures: runs/default/figures/" && \
+	echo "make demo: $$(( $$(date +%s) - start )) s wall"
 
 # The committed results/ (leaderboard and figures shown in README.md), redrawn from runs/default.
 results: demo

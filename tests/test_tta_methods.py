@@ -26,7 +26,7 @@ def source():
 
 
 def info_for(source, image_size=16):
-    recipe = {"epochs": 1, "lr": 1e-3, "batch_size": 16, "optimizer": "adamw", "weight_decay": 0.0}
+    recipe = {"epochs": 1, "lr": 1e-3, "batch_size": 16, "optimizer": "adamw", "weight_decay": 0.0, "seed": 0}
     return StreamInfo(
         kind="test_time",
         num_classes=10,
