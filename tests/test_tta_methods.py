@@ -244,6 +244,7 @@ def test_stage_probe_finds_which_stages_end_in_a_relu():
 
 def test_itta_trains_its_loss_and_adapts_only_the_chains(source):
     method = ready("itta", source)
+    assert method.record_fields == {"backbone_stages": ["blocks.0", "blocks.1"]}  # copied into the record
     identity = ITTA.AffineChain((method.model.feature_dim,), method.hparams.loss_depth, relu=True)
     assert not torch.equal(method.loss_net.weight, identity.weight)  # f_w was trained to align gradients
     frozen = {n: p.clone() for n, p in method.model.named_parameters()}

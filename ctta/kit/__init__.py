@@ -44,7 +44,17 @@ from .params import (
 from .prompts import PromptTuning, encode_image, encode_text
 from .regularization import ParameterRegularizer, RegularizedFinetuning, TrainingFisher, fisher_diagonal
 from .source import cached_training, source_model
-from .stages import StageOutput, add_stage_hooks, lower_norm_parameters, probe_stages, stage_modules
+from .stages import (
+    StageOutput,
+    Stages,
+    add_stage_hooks,
+    backbone_stages,
+    find_stages,
+    lower_norm_layers,
+    lower_norm_parameters,
+    probe_stages,
+    stage_modules,
+)
 from .streams import (
     ORDERS,
     StreamOptions,
@@ -82,7 +92,11 @@ __all__ = [
     "train_only",
     "use_batch_statistics",
     "StageOutput",
+    "Stages",
     "add_stage_hooks",
+    "backbone_stages",
+    "find_stages",
+    "lower_norm_layers",
     "lower_norm_parameters",
     "probe_stages",
     "stage_modules",
