@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from ctta import StreamInfo, create_method
 from ctta.data.datasets import digits
-from ctta.kit.augment import STANDARD, color_jitter, random_affine, tta_augment
+from ctta.kit.augment import STANDARD, augmented_mean, color_jitter, random_affine, tta_augment
+from ctta.kit.params import use_batch_statistics
 from ctta.kit.stages import lower_norm_parameters, probe_stages, stage_modules
 from ctta.models.factory import create_backbone
 
@@ -209,6 +210,33 @@ def test_augmentations_are_per_image_and_identity_at_zero_strength():
     still["hue"] = (0.0, 0.0)
     assert torch.allclose(color_jitter(x, still), x, atol=1e-5)
     assert torch.allclose(random_affine(x, still), x, atol=1e-5)
+
+
+class Shifts:
+    """A deterministic stand-in for an augmentation: copy j of image i gets noise[j * B + i]."""
+
+    def __init__(self, noise):
+        self.noise, self.used = noise, 0
+
+    def __call__(self, v):
+        self.used += len(v)
+        return v + self.noise[self.used - len(v) : self.used]
+
+
+@pytest.mark.parametrize("copies_per_pass", [1, 3, 5])
+def test_augmented_copies_batched_give_what_one_pass_per_copy_gives(copies_per_pass):
+    torch.manual_seed(0)
+    model = create_backbone({"name": "small_cnn", "width": 4, "image_size": 8})
+    model.reset_head(10)
+    use_batch_statistics(model)  # every copy must be normalised with its own statistics
+    x, noise = torch.rand(6, 3, 8, 8), 0.3 * torch.randn(5 * 6, 3, 8, 8)
+    with torch.no_grad():
+        expected = torch.stack([model(x + noise[6 * j : 6 * j + 6]) for j in range(5)]).mean(0)
+    shifts = Shifts(noise)
+    got = augmented_mean(model, x, 5, shifts, max_elements=copies_per_pass * x.numel())
+    assert shifts.used == 30 and torch.allclose(got, expected, atol=1e-5)
+    pooled = torch.no_grad()(model)(x.repeat(5, 1, 1, 1) + noise).view(5, 6, -1).mean(0)
+    assert not torch.allclose(pooled, expected, atol=1e-3)  # statistics over all copies differ
 
 
 # --------------------------------------------------------------------------- ITTA

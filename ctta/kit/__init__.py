@@ -27,7 +27,7 @@ from .adapters import (
     merge_toward,
     set_route,
 )
-from .augment import tta_augment
+from .augment import augmented_mean, batch_statistics_per_group, tta_augment
 from .class_stats import GaussianClassStats, align_classifier
 from .disjointness import compare, scored_data, stream_shape
 from .features import extract_features
@@ -106,6 +106,8 @@ __all__ = [
     "norm_adaptation_optimizer",
     "softmax_entropy",
     "tta_augment",
+    "augmented_mean",
+    "batch_statistics_per_group",
     # methods: continual-learning pieces
     "ParameterRegularizer",
     "RegularizedFinetuning",
