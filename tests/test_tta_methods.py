@@ -18,6 +18,7 @@ from ctta.models.factory import create_backbone
 LAME = pytest.importorskip("ctta.methods.lame")
 ITTA = pytest.importorskip("ctta.methods.itta")
 SHOT = pytest.importorskip("ctta.methods.shot_im")
+BN_ADAPT = pytest.importorskip("ctta.methods.bn_adapt")
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +101,25 @@ def dense_knn(x, k):
     dist = torch.norm(x.unsqueeze(0) - x.unsqueeze(1), dim=-1)
     idx = dist.topk(k + 1, -1, largest=False).indices[:, 1:]
     return torch.zeros(len(x), len(x)).scatter_(1, idx, 1.0)
+
+
+@pytest.mark.parametrize("shape", [(8, 3, 5, 5), (1, 3, 4, 4), (6, 3)])
+def test_bn_adapt_mixes_source_and_batch_statistics(shape):
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm2d(3) if len(shape) == 4 else torch.nn.BatchNorm1d(3)
+    bn.running_mean, bn.running_var = torch.randn(3), torch.rand(3) + 0.5
+    bn.weight.data, bn.bias.data = torch.randn(3), torch.randn(3)
+    x = 2 + 3 * torch.randn(shape)
+    dims = [0, *range(2, x.dim())]
+    for prior in (0.0, 4.0, 1e9):
+        w = prior / (prior + shape[0])  # weighed by samples, not pixels
+        mean = w * bn.running_mean + (1 - w) * x.mean(dims)
+        var = w * bn.running_var + (1 - w) * x.var(dims, unbiased=False)
+        expected = F.batch_norm(x, mean, var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        if prior == 0 and shape[0] == 1:
+            continue  # a batch of one sample has no statistics without a prior
+        got = BN_ADAPT.MixedStatsBN(bn, prior)(x)
+        assert torch.allclose(got, expected, atol=1e-4), prior
 
 
 def test_lame_affinities():
