@@ -17,6 +17,7 @@ process's CPU time (all its threads, the engine's memory sampler included), thei
 is the steadier one: wall time then mostly measures the scheduler.
 
     python benchmarks/tta_loop.py [--images 5000] [--cotta-images 640] [--repeats 3] [--methods ...]
+                                  [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -185,24 +186,26 @@ def timed(fn, *args) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process) of fn(*args)."""
     wall, cpu = time.perf_counter(), time.process_time()
     fn(*args)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def run_bare(net: nn.Module, method: str, path: Path, images: int) -> None:
+def run_bare(net: nn.Module, method: str, path: Path, images: int, device: str) -> None:
     data = np.load(path)
     x_all = torch.from_numpy(data["x_test"]).permute(0, 3, 1, 2)
     y_all = torch.from_numpy(data["y_test"])
-    step = bare_method(method, copy.deepcopy(net))
+    step = bare_method(method, copy.deepcopy(net).to(device))
     correct = 0
     for b, start in enumerate(range(0, len(y_all), BATCH)):
-        x = x_all[start : start + BATCH].float().div_(255)
+        x = x_all[start : start + BATCH].to(device).float().div_(255)
         x = corrupt(x, CORRUPTION, SEVERITY, seed=b)
-        correct += int((step(x).argmax(1) == y_all[start : start + BATCH]).sum())
+        correct += int((step(x).argmax(1) == y_all[start : start + BATCH].to(device)).sum())
     assert len(y_all) == images
 
 
-def run_engine(net: nn.Module, method: str, path: Path, images: int) -> None:
-    record = execute(engine_spec(net, method, path, images), device="cpu")
+def run_engine(net: nn.Module, method: str, path: Path, images: int, device: str) -> None:
+    record = execute(engine_spec(net, method, path, images), device=device)
     assert record["status"] == "done", record.get("error")
     assert sum(record["online_n"]) == images
 
@@ -213,6 +216,7 @@ def main() -> None:
     ap.add_argument("--cotta-images", type=int, default=640, help="CoTTA's stream (about 35 passes a batch)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--methods", nargs="+", default=["source", "bn_adapt", "tent", "cotta"])
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (on a GPU, the wall-time ratio is the one)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -222,12 +226,12 @@ def main() -> None:
         for method in args.methods:
             images = 10 * ((args.cotta_images if method == "cotta" else args.images) // 10)  # 10 classes
             path = write_data(Path(tmp), images)
-            run_engine(net, method, path, images)  # warm-up: imports, first-use costs on both sides
-            run_bare(net, method, path, images)
+            run_engine(net, method, path, images, args.device)  # warm-up: imports, first uses
+            run_bare(net, method, path, images, args.device)
             engine, bare = [], []
             for _ in range(args.repeats):
-                engine.append(timed(run_engine, net, method, path, images))
-                bare.append(timed(run_bare, net, method, path, images))
+                engine.append(timed(run_engine, net, method, path, images, args.device))
+                bare.append(timed(run_bare, net, method, path, images, args.device))
             print(f"{method}: {images} images, {-(-images // BATCH)} batches of {BATCH}")
             for i, clock in enumerate(("wall", "CPU")):
                 e = statistics.median(t[i] for t in engine)

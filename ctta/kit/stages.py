@@ -53,15 +53,16 @@ def find_stages(backbone) -> Stages | None:
     """The backbone's stages by the rules of this module's docstring; None where none applies."""
     net = backbone.network
     ran = _run_order(backbone)
-    if backbone.stage_paths is not None:
-        modules = [net.get_submodule(p) for p in backbone.stage_paths]
-        idle = [p for p, m in zip(backbone.stage_paths, modules) if m not in ran]
+    declared = getattr(backbone, "stage_paths", None)  # absent from backbones pickled before it existed
+    if declared is not None:
+        modules = [net.get_submodule(p) for p in declared]
+        idle = [p for p, m in zip(declared, modules) if m not in ran]
         if idle:
             raise UserError(
                 f"backbone {backbone.name!r}: declared stage {idle[0]!r} does not run in the network's "
                 f"forward pass to its features; its module paths: {module_paths(net)}"
             )
-        return Stages(tuple(backbone.stage_paths), tuple(modules), "declared")
+        return Stages(tuple(declared), tuple(modules), "declared")
     paths = {m: n for n, m in reversed(list(net.named_modules()))}  # a shared module: its first path
     for rule, group in _candidates(net, ran):
         if group and all(m in ran for m in group):
