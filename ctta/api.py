@@ -158,6 +158,9 @@ class Method(nn.Module):
         self.info: StreamInfo | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self._initial: dict | None = None
+        # Facts of this run the engine adds to its record (JSON values, e.g. the backbone
+        # stages a method chose); the engine's own keys win a clash.
+        self.record_fields: dict[str, Any] = {}
 
     @classmethod
     def search_space(cls) -> dict[str, tuple]:

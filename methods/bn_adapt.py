@@ -28,14 +28,28 @@ class MixedStatsBN(nn.Module):
         self.bn, self.prior = bn, prior
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dims = [0] + list(range(2, x.dim()))
-        n = x.shape[0]  # Schneider et al. weigh by samples in the batch, not by pixels
-        mean = x.mean(dims)
-        var = x.var(dims, unbiased=False)
-        w = self.prior / (self.prior + n)
-        mean = w * self.bn.running_mean + (1 - w) * mean
-        var = w * self.bn.running_var + (1 - w) * var
-        return F.batch_norm(x, mean, var, self.bn.weight, self.bn.bias, False, 0.0, self.bn.eps)
+        bn = self.bn
+        if self.prior == 0:  # the batch's statistics alone: the kernel of a BatchNorm in training mode
+            return F.batch_norm(x, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
+        mean, var = batch_moments(x)
+        w = self.prior / (self.prior + x.shape[0])  # Schneider et al. weigh by samples, not by pixels
+        mean = w * bn.running_mean + (1 - w) * mean
+        var = w * bn.running_var + (1 - w) * var
+        return F.batch_norm(x, mean, var, bn.weight, bn.bias, False, 0.0, bn.eps)
+
+
+def batch_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and (biased) variance of x [N, C, ...]."""
+    count = x.numel() // x.shape[1]
+    if count < 2:
+        var, mean = torch.var_mean(x, [0, *range(2, x.dim())], unbiased=False)
+        return mean, var
+    # The native kernel with momentum 1 writes the batch's mean and unbiased variance into the
+    # running buffers: 3x faster on a CPU than reductions over the strided dimensions.
+    mean = x.new_zeros(x.shape[1])
+    var = x.new_ones(x.shape[1])
+    F.batch_norm(x, mean, var, None, None, True, 1.0, 1e-5)  # eps only touches the discarded output
+    return mean, var * ((count - 1) / count)
 
 
 @register_method("bn_adapt")

@@ -16,19 +16,29 @@ parameter of the student is trained (BatchNorm with test-batch statistics). Per 
 The teacher's (possibly augmentation-averaged) prediction is returned, as in the reference
 code; the teacher and anchor normalise with test-batch statistics like the student (they
 are copies of the configured model). Defaults are the CIFAR setting (Adam 1e-3, ap 0.92);
-ImageNet uses ap 0.1 and SGD 0.01. Augmentations are drawn per image (see ctta/kit/augment.py).
+ImageNet uses ap 0.1 and SGD 0.01. Augmentations are drawn per image (see ctta/kit/augment.py),
+and the augmented copies go through the teacher together (`ctta.kit.augmented_mean`, each
+copy normalised with its own batch statistics, as the reference's one pass per copy).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
 from ctta import hp, register_method
-from ctta.kit import TestTimeMethod, freeze, make_optimizer, tta_augment, use_batch_statistics
+from ctta.kit import (
+    TestTimeMethod,
+    augmented_mean,
+    freeze,
+    make_optimizer,
+    tta_augment,
+    use_batch_statistics,
+)
 
 
 @register_method("cotta")
@@ -75,9 +85,8 @@ class CoTTA(TestTimeMethod):
         with torch.no_grad():
             confidence = self.anchor(x).softmax(1).max(1).values.mean()
             if confidence < h.ap:
-                teacher = torch.stack(
-                    [self.teacher(tta_augment(x, flip=h.flip)) for _ in range(h.n_augment)]
-                ).mean(0)
+                augment = functools.partial(tta_augment, flip=h.flip)
+                teacher = augmented_mean(self.teacher, x, h.n_augment, augment)
             else:
                 teacher = self.teacher(x)
         loss = -(teacher.softmax(1) * logits.log_softmax(1)).sum(1).mean()

@@ -19,8 +19,10 @@ Chen, Zhang, Song, Shan, Liu: "Improved Test-Time Adaptation for Domain Generali
   MixStyle view of the batch, then the batch is predicted with them.
 
 The original is written for ResNet-18 (chains after layer1..layer4 on C×H×W maps). Here the
-insertion points are the stages of `ctta.kit.stage_modules`: after every timm ViT block on
-the token features (N×D), after layer1..4 of ResNets, after each conv stage of small_cnn.
+insertion points are the stages of `ctta.kit.backbone_stages`: after every timm ViT block on
+the token features (N×D), after layer1..N of ResNets, after each conv stage of small_cnn, after
+what the backbone option `stages=` declares; a network without them is refused with an error
+that names `stages=`. The run record names them (`backbone_stages`).
 Stages whose outputs are signed (ViT tokens, ConvNeXt and Swin stages; probed with
 `ctta.kit.probe_stages`) get chains without ReLU between their affine layers (a ReLU would not
 be the identity at initialisation); stages that end in a ReLU keep the original affine+ReLU
@@ -54,6 +56,7 @@ from ctta import hp, register_method
 from ctta.kit import (
     TestTimeMethod,
     add_stage_hooks,
+    backbone_stages,
     cached_training,
     content_key,
     fit,
@@ -61,7 +64,6 @@ from ctta.kit import (
     make_optimizer,
     probe_stages,
     recompute_batchnorm_statistics,
-    stage_modules,
     train_only,
 )
 
@@ -126,13 +128,15 @@ class ITTA(TestTimeMethod):
     @classmethod
     def check_compatible(cls, backbone, info):
         super().check_compatible(backbone, info)
-        stage_modules(backbone)  # UserError naming the supported backbones
+        backbone_stages(backbone)  # UserError saying how to declare stages=
 
     def setup(self, backbone, info):
         h = self.hparams
         self.model = backbone
         self.reset_on_domain_change = h.reset == "per_domain"
-        self.stages = stage_modules(backbone)
+        stages = backbone_stages(backbone)
+        self.stages = list(stages.modules)
+        self.record_fields = {"backbone_stages": list(stages.paths)}
         self._mix_at: int | None = None
         self._chains_on = False
         self._hooks = add_stage_hooks(self.stages, self._after_stage)

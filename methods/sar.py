@@ -14,14 +14,18 @@ World" (ICLR 2023). Per test batch:
 
 Parameters: the affine parameters of the normalisation layers outside the top quarter of
 the backbone's stages and outside the final norm (the reference code skips ResNet-50's
-layer4 and ViT-B's blocks 9-11; `ctta.kit.lower_norm_parameters`); BatchNorm uses
-test-batch statistics. The returned prediction is the first forward's, before the update.
+layer4 and ViT-B's blocks 9-11; `ctta.kit.lower_norm_layers`); BatchNorm uses test-batch
+statistics. Deviation: on a network whose stages cannot be found (`ctta.kit.find_stages`; the
+backbone option `stages=` declares them), every norm layer adapts, with a warning. The run
+record names the stages (`backbone_stages`, empty then) and the adapted layers
+(`adapted_norm_layers`). The returned prediction is the first forward's, before the update.
 A batch without a reliable sample changes nothing (the reference code steps with zero
 gradients and momentum only).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -29,7 +33,9 @@ from typing import Literal
 import torch
 
 from ctta import hp, register_method
-from ctta.kit import NormAdaptationMethod, lower_norm_parameters, softmax_entropy
+from ctta.kit import NormAdaptationMethod, find_stages, lower_norm_layers, softmax_entropy
+
+log = logging.getLogger(__name__)
 
 
 @register_method("sar")
@@ -52,7 +58,19 @@ class SAR(NormAdaptationMethod):
         optimizer: Literal["adam", "sgd"] = hp("sgd", doc="base optimiser of SAM: sgd (momentum 0.9) or adam")
 
     def adapted_parameters(self, backbone):
-        self.params = lower_norm_parameters(backbone, self.hparams.top_fraction)
+        stages = find_stages(backbone)
+        if stages is None:
+            log.warning(
+                "sar: no stages found in backbone %r, so every norm layer adapts; declare them with the "
+                "backbone option stages=<module paths> to keep the top stages frozen",
+                backbone.name,
+            )
+        layers = lower_norm_layers(backbone, stages, self.hparams.top_fraction)
+        self.record_fields = {
+            "backbone_stages": list(stages.paths) if stages else [],
+            "adapted_norm_layers": [name for name, _ in layers],
+        }
+        self.params = [p for _, m in layers for p in (m.weight, m.bias) if p is not None]
         return self.params
 
     def setup(self, backbone, info):

@@ -163,9 +163,12 @@ class Corruption(Scenario):
                 x = x.to(device)
                 kinds = seg.corruption[chunk]
                 for d in np.unique(kinds):
+                    args = (c.corruptions[d], seg.severity)
+                    batch_seed = derive_seed(seed, s, b, int(d))
+                    if (kinds == d).all():  # one corruption (all but the mixed setting): no masked copies
+                        x = corrupt(x, *args, seed=batch_seed)
+                        continue
                     sel = torch.as_tensor(kinds == d, device=device)
-                    x[sel] = corrupt(
-                        x[sel], c.corruptions[d], seg.severity, seed=derive_seed(seed, s, b, int(d))
-                    )
+                    x[sel] = corrupt(x[sel], *args, seed=batch_seed)
                 yield TestBatch(x=x, index=index, domain=seg.domain), y.to(device)
                 index += 1

@@ -10,13 +10,15 @@ import torch.nn.functional as F
 
 from ctta import StreamInfo, create_method
 from ctta.data.datasets import digits
-from ctta.kit.augment import STANDARD, color_jitter, random_affine, tta_augment
+from ctta.kit.augment import STANDARD, augmented_mean, color_jitter, random_affine, tta_augment
+from ctta.kit.params import use_batch_statistics
 from ctta.kit.stages import lower_norm_parameters, probe_stages, stage_modules
 from ctta.models.factory import create_backbone
 
 LAME = pytest.importorskip("ctta.methods.lame")
 ITTA = pytest.importorskip("ctta.methods.itta")
 SHOT = pytest.importorskip("ctta.methods.shot_im")
+BN_ADAPT = pytest.importorskip("ctta.methods.bn_adapt")
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +101,25 @@ def dense_knn(x, k):
     dist = torch.norm(x.unsqueeze(0) - x.unsqueeze(1), dim=-1)
     idx = dist.topk(k + 1, -1, largest=False).indices[:, 1:]
     return torch.zeros(len(x), len(x)).scatter_(1, idx, 1.0)
+
+
+@pytest.mark.parametrize("shape", [(8, 3, 5, 5), (1, 3, 4, 4), (6, 3)])
+def test_bn_adapt_mixes_source_and_batch_statistics(shape):
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm2d(3) if len(shape) == 4 else torch.nn.BatchNorm1d(3)
+    bn.running_mean, bn.running_var = torch.randn(3), torch.rand(3) + 0.5
+    bn.weight.data, bn.bias.data = torch.randn(3), torch.randn(3)
+    x = 2 + 3 * torch.randn(shape)
+    dims = [0, *range(2, x.dim())]
+    for prior in (0.0, 4.0, 1e9):
+        w = prior / (prior + shape[0])  # weighed by samples, not pixels
+        mean = w * bn.running_mean + (1 - w) * x.mean(dims)
+        var = w * bn.running_var + (1 - w) * x.var(dims, unbiased=False)
+        expected = F.batch_norm(x, mean, var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        if prior == 0 and shape[0] == 1:
+            continue  # a batch of one sample has no statistics without a prior
+        got = BN_ADAPT.MixedStatsBN(bn, prior)(x)
+        assert torch.allclose(got, expected, atol=1e-4), prior
 
 
 def test_lame_affinities():
@@ -211,6 +232,33 @@ def test_augmentations_are_per_image_and_identity_at_zero_strength():
     assert torch.allclose(random_affine(x, still), x, atol=1e-5)
 
 
+class Shifts:
+    """A deterministic stand-in for an augmentation: copy j of image i gets noise[j * B + i]."""
+
+    def __init__(self, noise):
+        self.noise, self.used = noise, 0
+
+    def __call__(self, v):
+        self.used += len(v)
+        return v + self.noise[self.used - len(v) : self.used]
+
+
+@pytest.mark.parametrize("copies_per_pass", [1, 3, 5])
+def test_augmented_copies_batched_give_what_one_pass_per_copy_gives(copies_per_pass):
+    torch.manual_seed(0)
+    model = create_backbone({"name": "small_cnn", "width": 4, "image_size": 8})
+    model.reset_head(10)
+    use_batch_statistics(model)  # every copy must be normalised with its own statistics
+    x, noise = torch.rand(6, 3, 8, 8), 0.3 * torch.randn(5 * 6, 3, 8, 8)
+    with torch.no_grad():
+        expected = torch.stack([model(x + noise[6 * j : 6 * j + 6]) for j in range(5)]).mean(0)
+    shifts = Shifts(noise)
+    got = augmented_mean(model, x, 5, shifts, max_elements=copies_per_pass * x.numel())
+    assert shifts.used == 30 and torch.allclose(got, expected, atol=1e-5)
+    pooled = torch.no_grad()(model)(x.repeat(5, 1, 1, 1) + noise).view(5, 6, -1).mean(0)
+    assert not torch.allclose(pooled, expected, atol=1e-3)  # statistics over all copies differ
+
+
 # --------------------------------------------------------------------------- ITTA
 def test_itta_building_blocks():
     h = torch.rand(4, 8, 5, 5)
@@ -246,6 +294,7 @@ def test_stage_probe_finds_which_stages_end_in_a_relu():
 
 def test_itta_trains_its_loss_and_adapts_only_the_chains(source):
     method = ready("itta", source)
+    assert method.record_fields == {"backbone_stages": ["blocks.0", "blocks.1"]}  # copied into the record
     identity = ITTA.AffineChain((method.model.feature_dim,), method.hparams.loss_depth, relu=True)
     assert not torch.equal(method.loss_net.weight, identity.weight)  # f_w was trained to align gradients
     frozen = {n: p.clone() for n, p in method.model.named_parameters()}

@@ -27,7 +27,7 @@ from .adapters import (
     merge_toward,
     set_route,
 )
-from .augment import tta_augment
+from .augment import augmented_mean, batch_statistics_per_group, tta_augment
 from .class_stats import GaussianClassStats, align_classifier
 from .disjointness import compare, scored_data, stream_shape
 from .features import extract_features
@@ -44,7 +44,17 @@ from .params import (
 from .prompts import PromptTuning, encode_image, encode_text
 from .regularization import ParameterRegularizer, RegularizedFinetuning, TrainingFisher, fisher_diagonal
 from .source import cached_training, recompute_batchnorm_statistics, source_model
-from .stages import StageOutput, add_stage_hooks, lower_norm_parameters, probe_stages, stage_modules
+from .stages import (
+    StageOutput,
+    Stages,
+    add_stage_hooks,
+    backbone_stages,
+    find_stages,
+    lower_norm_layers,
+    lower_norm_parameters,
+    probe_stages,
+    stage_modules,
+)
 from .streams import (
     ORDERS,
     StreamOptions,
@@ -84,7 +94,11 @@ __all__ = [
     "train_only",
     "use_batch_statistics",
     "StageOutput",
+    "Stages",
     "add_stage_hooks",
+    "backbone_stages",
+    "find_stages",
+    "lower_norm_layers",
     "lower_norm_parameters",
     "probe_stages",
     "stage_modules",
@@ -94,6 +108,8 @@ __all__ = [
     "norm_adaptation_optimizer",
     "softmax_entropy",
     "tta_augment",
+    "augmented_mean",
+    "batch_statistics_per_group",
     # methods: continual-learning pieces
     "ParameterRegularizer",
     "RegularizedFinetuning",

@@ -71,6 +71,7 @@ class Backbone(nn.Module):
         self.head_is_trained = head is not None  # a head that came with the weights (a user's checkpoint)
         self.identity = content_key(self.spec)  # names cached features; create_backbone refines it
         self.weights_fingerprint: str | None = None  # set by factories that load a weights file
+        self.stage_paths: tuple[str, ...] | None = None  # declared stages (`declare_stages`)
         if (mean is None) != (std is None):
             raise UserError(f"backbone {name!r}: give both mean and std, or neither (no normalisation)")
         self.register_buffer(
@@ -83,6 +84,29 @@ class Backbone(nn.Module):
     @property
     def model(self) -> nn.Module:
         return self.trunk
+
+    @property
+    def network(self) -> nn.Module:
+        """The network as its author wrote it: module paths (`stages=`, run records) are
+        relative to it. The trunk, or the network behind a trunk that calls its `features(x)`."""
+        return self.trunk.net if isinstance(self.trunk, FeaturesTrunk) else self.trunk
+
+    def declare_stages(self, paths: str | Sequence[str] | None) -> None:
+        """Declare the modules whose outputs end the backbone's stages (module paths in
+        `network`, input to output; a comma-separated string or a list). None: found structurally."""
+        if paths is None:
+            self.stage_paths = None
+            return
+        names = [p.strip() for p in paths.split(",")] if isinstance(paths, str) else [str(p) for p in paths]
+        names = [p for p in names if p]
+        known = dict(self.network.named_modules())
+        bad = [p for p in names if p not in known]
+        if bad or not names:
+            raise UserError(
+                f"backbone {self.name!r}: stages={bad[0] if bad else '(none given)'!r} is not a module of the "
+                f"network; its module paths: {module_paths(self.network)}"
+            )
+        self.stage_paths = tuple(names)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.mean is None else (x - self.mean) / self.std
@@ -114,6 +138,24 @@ class Backbone(nn.Module):
         if self.kind == "vit":
             caps.add("vit")
         return caps
+
+
+class FeaturesTrunk(nn.Module):
+    """Trunk of a network that declares a `features(x)` method: calls it."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.features(x)
+
+
+def module_paths(net: nn.Module, depth: int = 2, limit: int = 24) -> str:
+    """The module paths of `net` down to `depth` levels, for error messages."""
+    paths = [n for n, _ in net.named_modules() if n and n.count(".") < depth]
+    more = f" (+{len(paths) - limit} more)" if len(paths) > limit else ""
+    return (", ".join(paths[:limit]) or "(none)") + more
 
 
 def normalization(

@@ -19,7 +19,8 @@ passes, one error names what to declare. Input normalisation and the input size 
 the spec: `mean`/`std` or `normalize`, and `image_size` (both default to a timm model's
 pretrained_cfg). `weights=<file>` loads a checkpoint (`weights_only=True` unless told
 otherwise; DataParallel's `module.` prefix, nesting under `state_dict` and a prefix shared by
-every key, as Lightning's `model.`, are handled).
+every key, as Lightning's `model.`, are handled). `stages=layer1,layer2,layer3` declares where
+the network's stages end (module paths; otherwise `ctta.kit.stages` finds them).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from ..core.errors import UserError, few
 from ..core.files import content_key
 from ..core.registry import BACKBONES, register_backbone
 from ..core.user_code import call, import_object, options_signature, parameters_of, source_fingerprint
-from .backbone import Backbone, file_fingerprint, load_state_dict, normalization
+from .backbone import Backbone, FeaturesTrunk, file_fingerprint, load_state_dict, normalization
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def from_module(
     weights: str | None = None,
     strict: bool = True,
     weights_only: bool = True,
+    stages: str | Sequence[str] | None = None,
 ) -> Backbone:
     """Wrap `net` as a Backbone (in place: the head module inside `net` becomes nn.Identity)."""
     where = f"backbone {name!r} ({type(net).__name__})"
@@ -84,21 +86,11 @@ def from_module(
         head=layer if trained_head else None,
         kind=kind,
     )
+    backbone.declare_stages(stages)
     return backbone
 
 
 # --------------------------------------------------------------------------- finding the head
-class _FeaturesMethod(nn.Module):
-    """Trunk of a network that declares `features(x)`: calls it."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.features(x)
-
-
 def split_head(
     net: nn.Module, head: str | None, probe: torch.Tensor, where: str
 ) -> tuple[nn.Module, nn.Linear | None, int]:
@@ -120,7 +112,7 @@ def split_head(
                     continue
                 parent, attr = _parent(net, path)
                 setattr(parent, attr, nn.Identity())
-                trunk = _FeaturesMethod(net) if declared_features else net
+                trunk = FeaturesTrunk(net) if declared_features else net
                 z = trunk(probe)
                 if (
                     z.dim() == 2

@@ -153,7 +153,8 @@ def _execute(spec: RunSpec, store: Store | None, dev: torch.device, progress: bo
             else:
                 ckpt = store.checkpoint_path(run_id) if store is not None else None
                 result = _run_continual(spec, backbone, stream, method, progress, ckpt)
-        record.update(result, status="done", error=None)
+        # the result leads with the method's record_fields: none may replace what the engine writes
+        record.update({k: v for k, v in result.items() if k not in record}, status="done", error=None)
         record["peak_mb"], record["peak_mb_kind"] = mem.peak_mb, mem.kind
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -233,6 +234,7 @@ def _run_continual(
         bar.update(1)
     bar.close()
     return {
+        **getattr(method, "record_fields", {}),  # a checkpoint from before record_fields lacks them
         "metrics": continual_metrics(matrix, acc_seen),
         "acc_matrix": matrix,
         "acc_seen": acc_seen,
@@ -302,6 +304,7 @@ def _run_test_time(spec: RunSpec, backbone, stream: TestStream, method: Method, 
         bar.update(1)
     bar.close()
     return {
+        **method.record_fields,
         "metrics": online_metrics(n, correct, domains),
         "online_n": n,
         "online_correct": correct,
