@@ -166,7 +166,10 @@ class MOS(Method):
         self.model.eval()
         set_route(self.blocks, 0)
         proto = self.prototypes(self.model.features(x))
-        logits = self.retrieve(x, self.class_task[proto.argmax(1)])
+        try:
+            logits = self.retrieve(x, self.class_task[proto.argmax(1)])
+        finally:  # never leave a per-sample route behind: the next caller's batch differs
+            set_route(self.blocks, 0)
         if not self.hparams.ensemble:
             return logits
         tasks = int(self.class_task.max()) + 1

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..core import progress
 from ..core.errors import UserError
 
 RESULTS_HELP = "Results store (default: the file's 'results', else runs/<file name>)."
@@ -134,7 +135,6 @@ def status_cmd(sweep_file: str, results: str | None) -> None:
 @click.option("--per-task", type=int, default=1, show_default=True, help="slurm: runs per array task.")
 def launch_cmd(sweep_file, results, launcher, jobs, device, retry_failed, reclaim, **slurm) -> None:
     """Run every run that has no record yet (tune runs first, eval runs as tuning finishes)."""
-    from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from ..sweep.launch import launch
@@ -148,9 +148,9 @@ def launch_cmd(sweep_file, results, launcher, jobs, device, retry_failed, reclai
     runner = make_launcher(launcher, store.root, device=device, jobs=jobs, **slurm)
     bars = []  # drawn once runs start: a launch refused by its checks draws none
 
-    def progress(done: int, added: int) -> None:
+    def on_progress(done: int, added: int) -> None:
         if not bars:
-            bars.append(tqdm(total=0, desc="runs", unit="run", dynamic_ncols=True))
+            bars.append(progress.bar(0, "runs", unit="run", leave=True))
         bars[0].total += added
         bars[0].update(done)
         bars[0].refresh()
@@ -158,7 +158,7 @@ def launch_cmd(sweep_file, results, launcher, jobs, device, retry_failed, reclai
     try:
         with logging_redirect_tqdm():  # warnings (damaged files, reclaimed runs) on lines of their own
             report = launch(
-                sweep, store, runner, retry_failed=retry_failed, reclaim=reclaim, on_progress=progress
+                sweep, store, runner, retry_failed=retry_failed, reclaim=reclaim, on_progress=on_progress
             )
     finally:
         for bar in bars:

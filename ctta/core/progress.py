@@ -19,7 +19,12 @@ def show(enabled: bool) -> None:
 
 
 class _NoBar:
+    total = 0
+
     def update(self, n: int = 1) -> None:
+        pass
+
+    def refresh(self) -> None:
         pass
 
     def set_postfix_str(self, s: str) -> None:

@@ -145,7 +145,7 @@ def _execute(spec: RunSpec, store: Store | None, dev: torch.device, progress: bo
         "versions": versions(),
         "started_at": _now(),
     }
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     try:
         with PeakMemory(dev) as mem:
             if isinstance(stream, TestStream):
@@ -166,6 +166,9 @@ def _execute(spec: RunSpec, store: Store | None, dev: torch.device, progress: bo
             status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8)
         )
     record["wall_s"] = time.perf_counter() - t0
+    # CPU seconds of this process over the run (every thread): unlike wall time, nearly
+    # independent of what else the machine runs, so costs compare across shared machines
+    record["cpu_s"] = time.process_time() - cpu0
     record["finished_at"] = _now()
     record["total_params"] = sum(p.numel() for p in backbone.parameters())
     if store is not None:  # the record first: the claim is only given up once the run is recorded
