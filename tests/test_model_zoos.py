@@ -9,6 +9,7 @@ cache) save them, and load them by name through `ctta run`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -171,6 +172,39 @@ def test_a_trained_head_must_match_the_stream_and_a_missing_checkpoint_says_wher
         assert exit_.value.code == 2, err
         assert err.startswith(f"ctta: error: {message}"), err
         assert len(err.strip().splitlines()) == 1
+
+
+# sha1 of "key:shape" lines of each model's state dict as RobustBench 1.1.1's zoo builds it
+# (computed with robustbench installed without its pinned dependencies): ctta's architectures
+# must load its checkpoints unchanged. Outputs were compared too (max |difference| <= 1.2e-5).
+ROBUSTBENCH_LAYOUTS = {
+    "cifar10/corruptions/Standard": "580515cd25b8",
+    "cifar10/Linf/Standard": "580515cd25b8",
+    "cifar10/L2/Standard": "580515cd25b8",
+    "cifar10/corruptions/Hendrycks2020AugMix_WRN": "698b0c18572c",
+    "cifar10/corruptions/Hendrycks2020AugMix_ResNeXt": "b89cec8d358f",
+    "cifar100/corruptions/Hendrycks2020AugMix_WRN": "ad0307d8bb9d",
+    "cifar100/corruptions/Hendrycks2020AugMix_ResNeXt": "456f9acc7e5b",
+    "imagenet/corruptions/Standard_R50": "16f3ab0036a8",
+    "imagenet/corruptions/Hendrycks2020AugMix": "16f3ab0036a8",
+    "imagenet/corruptions/Hendrycks2020Many": "16f3ab0036a8",
+    "imagenet/corruptions/Geirhos2018_SIN": "16f3ab0036a8",
+    "imagenet/corruptions/Geirhos2018_SIN_IN": "16f3ab0036a8",
+    "imagenet/corruptions/Geirhos2018_SIN_IN_IN": "16f3ab0036a8",
+    "imagenet/corruptions/Salman2020Do_50_2_Linf": "98c0c8c35a50",
+    "imagenet/Linf/Standard_R50": "16f3ab0036a8",
+    "imagenet/Linf/Salman2020Do_R50": "16f3ab0036a8",
+    "imagenet/Linf/Salman2020Do_50_2": "98c0c8c35a50",
+}
+
+
+def test_architectures_have_robustbench_s_state_dict_layout():
+    def layout(net: nn.Module) -> str:
+        lines = "\n".join(f"{k}:{tuple(v.shape)}" for k, v in net.state_dict().items())
+        return hashlib.sha1(lines.encode()).hexdigest()[:12]
+
+    with torch.device("meta"):  # shapes without memory or initialisation time
+        assert {key: layout(build()) for key, build in ARCHITECTURES.items()} == ROBUSTBENCH_LAYOUTS
 
 
 def test_a_checkpoint_that_does_not_fit_names_the_keys(tmp_path):

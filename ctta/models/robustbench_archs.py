@@ -22,6 +22,21 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _initialise(net: nn.Module, kaiming_linear: bool) -> None:
+    """RobustBench's initialisation (what the tests' random models start from): He-normal
+    convolutions, unit BatchNorm, zero biases (and He-normal linear weights in ResNeXt)."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            m.weight.data.normal_(0, math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels)))
+        elif isinstance(m, nn.BatchNorm2d):
+            m.weight.data.fill_(1)
+            m.bias.data.zero_()
+        elif isinstance(m, nn.Linear):
+            if kaiming_linear:
+                nn.init.kaiming_normal_(m.weight)
+            m.bias.data.zero_()
+
+
 class _WideBasic(nn.Module):
     """Pre-activation basic block of RobustBench's WideResNet (`BasicBlock`)."""
 
@@ -78,16 +93,7 @@ class WideResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.fc = nn.Linear(channels[3], num_classes)
         self.nChannels = channels[3]
-        for m in self.modules():  # RobustBench's initialisation (the tests' random models use it)
-            if isinstance(m, nn.Conv2d):
-                m.weight.data.normal_(
-                    0, math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels))
-                )
-            elif isinstance(m, nn.BatchNorm2d):
-                m.weight.data.fill_(1)
-                m.bias.data.zero_()
-            elif isinstance(m, nn.Linear):
-                m.bias.data.zero_()
+        _initialise(self, kaiming_linear=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.block3(self.block2(self.block1(self.conv1(x))))
@@ -138,17 +144,7 @@ class CifarResNeXt(nn.Module):
         self.stage_3 = self._make_layer(256, blocks, 2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # RobustBench: AvgPool2d(8) at 32 px (no parameters)
         self.classifier = nn.Linear(256 * 4, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                m.weight.data.normal_(
-                    0, math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels))
-                )
-            elif isinstance(m, nn.BatchNorm2d):
-                m.weight.data.fill_(1)
-                m.bias.data.zero_()
-            elif isinstance(m, nn.Linear):
-                nn.init.kaiming_normal_(m.weight)
-                m.bias.data.zero_()
+        _initialise(self, kaiming_linear=True)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         downsample = None
