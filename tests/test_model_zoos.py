@@ -331,3 +331,17 @@ def test_a_torchvision_model_without_weights_gets_a_source_model_trained():
     backbone = create_backbone({"name": "torchvision:mobilenet_v3_small", "image_size": 32})
     assert not backbone.head_is_trained and backbone.feature_dim == 1024
     assert "batchnorm" in backbone.capabilities()
+
+
+def test_building_a_model_never_downloads(tmp_path, monkeypatch):
+    """What a zoo's builder asks torch.hub for is refused, with the file's place in the cache."""
+    from ctta.models.backbone import no_downloads
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    url = "https://download.example/weights-0123.pth"
+    with no_downloads("backbone 'x'"), pytest.raises(UserError) as err:
+        torch.hub.load_state_dict_from_url(url)
+    assert str(err.value) == (
+        f"backbone 'x': building the model tried to download {url}; ctta downloads nothing: put the file at "
+        f"{tmp_path}/hub/checkpoints/weights-0123.pth (torch.hub's cache) and run again"
+    )
