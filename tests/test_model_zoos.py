@@ -121,6 +121,9 @@ def test_every_test_time_method_runs_on_a_robustbench_model(model_dir):
         rec = execute({"scenario": scenario, "method": method, "backbone": backbone, "seed": 0}, device="cpu")
         assert rec["status"] == "done", (method, rec.get("error"))
         assert sum(rec["online_n"]) == 10
+        if method == "sar":  # WideResNet's stages are found: the top one keeps its norm layers frozen
+            assert rec["backbone_stages"] == ["block1.layer", "block2.layer", "block3.layer"]
+            assert not any(name.startswith("block3") for name in rec["adapted_norm_layers"])
 
 
 def test_a_trained_head_must_match_the_stream_and_a_missing_checkpoint_says_where(

@@ -63,6 +63,7 @@ def _torchvision_family(model_name: str):
         trained_head: bool | None = None,
         strict: bool = True,
         weights_only: bool = True,
+        stages: str | Sequence[str] | None = None,
         **model_kwargs: Any,
     ) -> Backbone:
         """A torchvision classifier. `weights=<file>` loads a local checkpoint (a state dict as
@@ -104,6 +105,7 @@ def _torchvision_family(model_name: str):
             weights=None if entry is not None else weights,
             strict=strict,
             weights_only=weights_only,
+            stages=stages,
         )
         if path is None and weights is not None:
             path = Path(weights).expanduser()
