@@ -178,10 +178,17 @@ def test_tracker_errors_are_one_line(tmp_path, capsys, monkeypatch):
         (["--tracker", "mlflow"], "--tracker mlflow needs the mlflow package: pip install 'ctta[mlflow]'"),
         (["--tracker", "wandb"], "unknown tracker 'wandb'; valid choices: tensorboard, mlflow"),
         (["--tracker-dir", "x"], "--tracker-dir needs --tracker (tensorboard or mlflow)"),
+        (
+            ["--tracker", "tensorboard", "--tracker-dir", str(tmp_path / "file" / "tb")],
+            f"--tracker tensorboard: cannot open {tmp_path / 'file' / 'tb'} (NotADirectoryError: [Errno 20] Not a directory: ",
+        ),
     ]
+    (tmp_path / "file").write_text("a file where the folder should go")
     for args, message in cases:
         with pytest.raises(SystemExit) as exit_:
             main(base + args)
         err = capsys.readouterr().err
-        assert exit_.value.code == 2 and err == f"ctta: error: {message}\n"
+        assert exit_.value.code == 2 and err.startswith(f"ctta: error: {message}") and err.count("\n") == 1, (
+            err
+        )
     assert not (tmp_path / "runs").exists()  # refused before anything ran

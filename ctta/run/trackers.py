@@ -74,8 +74,10 @@ class Tracker:
 
 
 def make_tracker(kind: str | None, target: str | None, results: str | Path) -> Tracker | None:
-    """The tracker `--tracker KIND --tracker-dir TARGET` asks for (None: off); a UserError for an
-    unknown kind or a package that is not installed."""
+    """The tracker `--tracker KIND --tracker-dir TARGET` asks for (None: off), opened once here:
+    a UserError for an unknown kind, a package that is not installed or a target that cannot be
+    written. MLflow's experiment is created here, before any worker starts, so that parallel
+    workers do not each create one of the same name."""
     if kind is None:
         if target is not None:
             raise UserError("--tracker-dir needs --tracker (tensorboard or mlflow)")
@@ -91,9 +93,18 @@ def make_tracker(kind: str | None, target: str | None, results: str | Path) -> T
     results = Path(results).expanduser().absolute()
     if target is None:
         target = str(results / DEFAULT_DIRS[kind])
-    elif kind == "tensorboard" or "://" not in target and not target.startswith("file:"):
+    elif kind == "tensorboard" or ("://" not in target and not target.startswith("file:")):
         target = str(Path(target).expanduser().absolute())
-    return Tracker(kind, target, experiment=results.name)
+    tracker = Tracker(kind, target, experiment=results.name)
+    try:
+        if kind == "tensorboard":
+            Path(target).mkdir(parents=True, exist_ok=True)
+        else:
+            mlflow_client(tracker)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UserError(f"--tracker {kind}: cannot open {target} ({type(exc).__name__}: {first})") from None
+    return tracker
 
 
 # --------------------------------------------------------------------------- what is logged
