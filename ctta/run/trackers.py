@@ -15,9 +15,11 @@ started with (`ctta run --tracker ...`, `ctta sweep launch --tracker ...`), whic
 A run is logged by the process that runs it. Runs recorded before (without a tracker, or by
 another launch) are logged by `ctta run` and `ctta sweep launch` with a tracker when the
 tracker does not hold them yet with the same status. A tracker that fails leaves the run and
-its record as they are, with a warning. TensorBoard: one folder per
-run, `<dir>/<scenario>/<method>/<run id>`. MLflow: any tracking URI; a folder means the local
-file store `file:<dir>`, one experiment per results store (named after its folder).
+its record as they are, with a warning.
+
+TensorBoard: one folder per run, `<dir>/<scenario>/<method>/<run id>`. MLflow: any tracking
+URI; a folder means the local file store `file:<dir>`; one experiment per results store (named
+after its folder).
 """
 
 from __future__ import annotations
