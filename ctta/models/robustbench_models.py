@@ -143,9 +143,8 @@ def _robustbench_family(key: str):
             raise UserError(
                 f"{where}: {dataset} models take {size} px images; image_size={image_size} cannot be used"
             )
-        folder = (
-            "corruptions" if threat_model == "corruptions_3d" else threat_model
-        )  # as RobustBench's load_model
+        # RobustBench's load_model keeps 3D-corruption models in the corruptions folder
+        folder = "corruptions" if threat_model == "corruptions_3d" else threat_model
         net = architecture(dataset, folder, name, where)
         path = Path(model_dir or default_model_dir()).expanduser() / dataset / folder / f"{name}.pt"
         if not path.is_file() and dataset == "imagenet" and name == "Standard_R50":

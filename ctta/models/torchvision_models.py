@@ -85,7 +85,10 @@ def _torchvision_family(model_name: str):
                 raise UserError(f"backbone {name!r}: weights file {weights} does not exist")
             entry, path = hub_weights(model_name, weights)
         with no_downloads(f"backbone {name!r}"):
-            net = models.get_model(model_name, weights=entry, **model_kwargs)
+            try:
+                net = models.get_model(model_name, weights=entry, **model_kwargs)
+            except ValueError as exc:  # e.g. num_classes that the named weights do not have
+                raise UserError(f"backbone {name!r}: {exc}") from None
         if entry is not None:
             preset = entry.transforms()
             image_size = image_size or int(preset.crop_size[0])
