@@ -1,6 +1,6 @@
 """RobustBench models as backbones: `robustbench:<dataset>/<threat model>/<name>` (e.g.
-`robustbench:cifar10/corruptions/Standard`, the WRN-28-10 of Tent, CoTTA and EATA's CIFAR-10-C
-experiments), from checkpoints on disk, never downloaded.
+`robustbench:cifar10/corruptions/Standard`, the WRN-28-10 that Tent and CoTTA adapt on
+CIFAR-10-C), from checkpoints on disk, never downloaded.
 
 RobustBench keeps a model as `<model_dir>/<dataset>/<threat model>/<name>.pt` (what its
 `load_model(name, model_dir, dataset, threat_model)` downloads), a state dict, nested under
