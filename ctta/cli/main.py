@@ -12,6 +12,7 @@ import click
 from ..core import progress
 from ..core.config import load_yaml, parse_assignments
 from ..core.errors import UserError
+from .options import tracker_options
 from .sweep import sweep_cmd
 
 KINDS = ("methods", "scenarios", "protocols", "backbones", "datasets")
@@ -96,6 +97,7 @@ def show_cmd(kind: str, name: str) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--retry-failed", is_flag=True, help="Run again if the record says it failed.")
 @click.option("--reclaim", is_flag=True, help="Take the run over even if another process holds it.")
+@tracker_options
 def run_cmd(
     spec_file,
     scenario,
@@ -109,11 +111,14 @@ def run_cmd(
     device,
     retry_failed,
     reclaim,
+    tracker,
+    tracker_dir,
 ) -> None:
     """Run one (scenario, method, backbone, seed) and write its record."""
     from ..plan.spec import RunSpec
     from ..run.engine import execute
     from ..run.store import Store
+    from ..run.trackers import make_tracker
 
     raw: dict[str, Any] = load_yaml(spec_file) if spec_file else {}
     if not isinstance(raw, dict):
@@ -132,14 +137,23 @@ def run_cmd(
             raw[key] = current
     if seed is not None:
         raw["seed"] = seed
+    tracking = make_tracker(tracker, tracker_dir, results)
     spec = RunSpec.parse(raw, where=spec_file or "command line")
     store = Store(results)
     existed = store.record(spec.run_id)
     record = execute(
-        spec, store=store, device=device, retry_failed=retry_failed, reclaim=reclaim, progress=True
+        spec,
+        store=store,
+        device=device,
+        retry_failed=retry_failed,
+        reclaim=reclaim,
+        progress=True,
+        tracker=tracking,
     )
     if existed is record or (existed is not None and existed == record):
         click.echo(f"already recorded ({record['status']}), not run again")
+        if tracking is not None and tracking.export([record]):
+            click.echo(f"logged to {tracking.kind} ({tracking.target})")
     click.echo(f"{spec.label}: {record['status']}" + (f" ({record['error']})" if record.get("error") else ""))
     for k, v in record.get("metrics", {}).items():
         if not k.startswith("acc@"):

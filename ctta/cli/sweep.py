@@ -9,6 +9,7 @@ import click
 
 from ..core import progress
 from ..core.errors import UserError
+from .options import tracker_options
 
 RESULTS_HELP = "Results store (default: the file's 'results', else runs/<file name>)."
 
@@ -133,19 +134,26 @@ def status_cmd(sweep_file: str, results: str | None) -> None:
 @click.option("--mem-gb", type=float, help="slurm: memory per array task.")
 @click.option("--array-parallelism", type=int, default=64, show_default=True, help="slurm: tasks at once.")
 @click.option("--per-task", type=int, default=1, show_default=True, help="slurm: runs per array task.")
-def launch_cmd(sweep_file, results, launcher, jobs, device, retry_failed, reclaim, **slurm) -> None:
+@tracker_options
+def launch_cmd(
+    sweep_file, results, launcher, jobs, device, retry_failed, reclaim, tracker, tracker_dir, **slurm
+) -> None:
     """Run every run that has no record yet (tune runs first, eval runs as tuning finishes)."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from ..run.trackers import make_tracker
     from ..sweep.launch import launch
     from ..sweep.launchers import make_launcher
 
     sweep, store = _open(sweep_file, results)
+    tracking = make_tracker(tracker, tracker_dir, store.root)
     if launcher != "slurm" and any(
         slurm[k] != d for k, d in (("partition", None), ("mem_gb", None), ("gpus_per_task", 0))
     ):
         raise UserError("--partition, --mem-gb and --gpus-per-task apply to --launcher slurm only")
-    runner = make_launcher(launcher, store.root, device=device, jobs=jobs, **slurm)
+    runner = make_launcher(launcher, store.root, device=device, jobs=jobs, tracker=tracking, **slurm)
+    if tracking is not None and (logged := tracking.export(store.records())):
+        click.echo(f"logged {logged} runs recorded before to {tracking.kind} ({tracking.target})")
     bars = []  # drawn once runs start: a launch refused by its checks draws none
 
     def on_progress(done: int, added: int) -> None:

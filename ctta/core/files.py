@@ -28,6 +28,13 @@ def cache_dir() -> Path:
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "ctta"
 
 
+def data_dir(name: str) -> Path:
+    """`$CTTA_DATA/<name>`, else `<cache>/data/<name>`: where data sets and downloaded model
+    files (RobustBench checkpoints) are looked for."""
+    base = Path(os.environ["CTTA_DATA"]) if os.environ.get("CTTA_DATA") else cache_dir() / "data"
+    return base / name
+
+
 def content_key(obj: Any, length: int = 16) -> str:
     """Stable hex key of a JSON-serialisable object (sorted keys, no whitespace)."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)

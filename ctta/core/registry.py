@@ -188,6 +188,8 @@ BACKBONES = Registry(
     "ctta.backbones",
     builtin_modules=(
         "ctta.models.timm_models",
+        "ctta.models.torchvision_models",
+        "ctta.models.robustbench_models",
         "ctta.models.clip",
         "ctta.models.user",
         "ctta.zoo.backbones",

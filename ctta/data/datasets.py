@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..core.errors import UserError
-from ..core.files import cache_dir
+from ..core.files import data_dir
 from ..core.registry import DATASETS, register_dataset
 from .images import ImageData
 
@@ -83,8 +82,7 @@ def _load_cached(spec: DataSpec, split: str, image_size: int) -> ImageData:
 
 def default_root(name: str) -> Path:
     """`$CTTA_DATA/<name>`, else `<cache>/data/<name>`."""
-    base = Path(os.environ["CTTA_DATA"]) if os.environ.get("CTTA_DATA") else cache_dir() / "data"
-    return base / name
+    return data_dir(name)
 
 
 # --------------------------------------------------------------------------- embedded datasets

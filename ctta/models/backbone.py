@@ -8,10 +8,12 @@ user brings (`ctta.models.user`), and the offline tiny backbones of `ctta.zoo`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, get_args
+from unittest import mock
 
 import torch
 from torch import nn
@@ -187,6 +189,21 @@ def normalization(
             f"std=[r,g,b], or normalize=<{'|'.join(NORMALIZATIONS)}> (none: the model takes images in [0, 1])"
         )
     return default
+
+
+@contextlib.contextmanager
+def no_downloads(where: str):
+    """Refuse every download through torch.hub (torchvision's and many zoos' weights) while
+    a model is built: ctta never fetches weights by itself."""
+
+    def refuse(url, dst, *args, **kwargs):
+        raise UserError(
+            f"{where}: building the model tried to download {url}; ctta downloads nothing: put the file "
+            f"at {Path(torch.hub.get_dir()) / 'checkpoints' / Path(url).name} (torch.hub's cache) and run again"
+        )
+
+    with mock.patch.object(torch.hub, "download_url_to_file", refuse):
+        yield
 
 
 def file_fingerprint(path: str | Path) -> str:

@@ -41,6 +41,7 @@ from ..plan.metrics import continual_metrics, online_metrics
 from ..plan.spec import RunSpec
 from .checkpoints import discard, load_checkpoint, restore, save_checkpoint
 from .store import Store
+from .trackers import Tracker
 
 log = logging.getLogger(__name__)
 SCHEMA = 1
@@ -107,8 +108,10 @@ def execute(
     retry_failed: bool = False,
     reclaim: bool = False,
     progress: bool = False,
+    tracker: Tracker | None = None,
 ) -> dict[str, Any]:
-    """Run `spec` (or return its existing record) and write the record into `store`.
+    """Run `spec` (or return its existing record) and write the record into `store`; a
+    `tracker` (`ctta.run.trackers`) logs the record of a run that executes here.
 
     With a store the run is claimed first, so that it executes once however many processes
     ask for it: claims.RunClaimed (a UserError) when a live process holds it, unless
@@ -118,7 +121,7 @@ def execute(
     spec = spec if isinstance(spec, RunSpec) else RunSpec.parse(spec)
     dev = resolve_device(device)
     if store is None:
-        return _execute(spec, None, dev, progress, prepare(spec, dev))
+        return _execute(spec, None, dev, progress, prepare(spec, dev), tracker)
     before = store.record(spec.run_id)
     if before is not None and (before["status"] == "done" or not retry_failed):
         return before
@@ -127,10 +130,17 @@ def execute(
         now = store.record(spec.run_id)
         if now is not None and now != before:  # another process finished (or retried) it meanwhile
             return now
-        return _execute(spec, store, dev, progress, parts)
+        return _execute(spec, store, dev, progress, parts, tracker)
 
 
-def _execute(spec: RunSpec, store: Store | None, dev: torch.device, progress: bool, parts) -> dict[str, Any]:
+def _execute(
+    spec: RunSpec,
+    store: Store | None,
+    dev: torch.device,
+    progress: bool,
+    parts,
+    tracker: Tracker | None = None,
+) -> dict[str, Any]:
     run_id = spec.run_id
     backbone, stream, method = parts
     if store is not None:
@@ -174,6 +184,8 @@ def _execute(spec: RunSpec, store: Store | None, dev: torch.device, progress: bo
     if store is not None:  # the record first: the claim is only given up once the run is recorded
         store.write_record(record)
         store.checkpoint_path(run_id).unlink(missing_ok=True)
+    if tracker is not None:  # a view of the record, once it is written
+        tracker.log(record)
     return record
 
 

@@ -39,6 +39,7 @@ from ..plan.spec import RunSpec
 from ..run.claims import RunClaimed, pid_alive
 from ..run.engine import execute, resolve_device
 from ..run.store import Store
+from ..run.trackers import Tracker
 
 log = logging.getLogger(__name__)
 LAUNCHERS = ("local", "debug", "slurm")
@@ -50,12 +51,17 @@ Finished = Callable[..., None]
 RUNNING = "running"
 
 
-def execute_run(spec: dict, root: str, device: str, retry_failed: bool) -> str:
+def execute_run(
+    spec: dict, root: str, device: str, retry_failed: bool, tracker: Tracker | None = None
+) -> str:
     """Run one spec into the store at `root` with the store's feature cache; returns its status
     (`RUNNING` when another process holds the run)."""
     try:
         with feature_cache(Path(root) / "feature_cache"):
-            return execute(spec, store=Store(root), device=device, retry_failed=retry_failed)["status"]
+            record = execute(
+                spec, store=Store(root), device=device, retry_failed=retry_failed, tracker=tracker
+            )
+            return record["status"]
     except RunClaimed:
         return RUNNING
 
@@ -78,16 +84,18 @@ def _register(plugins: dict[str, dict[str, type]]) -> None:
 class DebugLauncher:
     """In this process, one run at a time."""
 
-    def __init__(self, root: str | Path, device: str = "auto"):
+    def __init__(self, root: str | Path, device: str = "auto", tracker: Tracker | None = None):
         resolve_device(device)  # refused here, as by `ctta run`, not by every run
-        self.root, self.device = str(root), device
+        self.root, self.device, self.tracker = str(root), device, tracker
 
     def run(self, next_runs: NextRuns, finished: Finished, retry: set[str]) -> None:
         queue = list(next_runs())
         while queue:
             run = queue.pop(0)
             try:
-                status = execute_run(run.spec.as_dict(), self.root, self.device, run.run_id in retry)
+                status = execute_run(
+                    run.spec.as_dict(), self.root, self.device, run.run_id in retry, self.tracker
+                )
                 finished(run, elsewhere=status == RUNNING)
             except UserError as exc:
                 finished(run, str(exc))
@@ -104,9 +112,11 @@ def usable_cores() -> int:
 class LocalLauncher:
     """A pool of `jobs` worker processes; a worker per GPU slot when GPUs are used."""
 
-    def __init__(self, root: str | Path, jobs: int | None = None, device: str = "auto"):
+    def __init__(
+        self, root: str | Path, jobs: int | None = None, device: str = "auto", tracker: Tracker | None = None
+    ):
         resolve_device(device)
-        self.root, self.device = str(root), device
+        self.root, self.device, self.tracker = str(root), device, tracker
         use_gpus = device == "auto" and os.environ.get("CTTA_DEVICE", "auto") == "auto"
         self.gpus = torch.cuda.device_count() if use_gpus else 0
         if jobs is not None and jobs < 1:
@@ -133,7 +143,8 @@ class LocalLauncher:
         def submit(runs) -> None:
             for run in runs:
                 spec = run.spec.as_dict()
-                futures[pool.submit(execute_run, spec, self.root, self.device, run.run_id in retry)] = run
+                retried = run.run_id in retry
+                futures[pool.submit(execute_run, spec, self.root, self.device, retried, self.tracker)] = run
 
         try:
             submit(next_runs())
@@ -203,8 +214,9 @@ class RunChunk(submitit.helpers.Checkpointable):
     `checkpoint`, which (Checkpointable's default) requeues the same call: finished runs are
     skipped and continual-learning runs resume from their checkpoint."""
 
-    def __init__(self, root: str, device: str, threads: int, plugins: dict):
+    def __init__(self, root: str, device: str, threads: int, plugins: dict, tracker: Tracker | None = None):
         self.root, self.device, self.threads, self.plugins = root, device, threads, plugins
+        self.tracker = tracker
 
     def __call__(self, items: list[tuple[dict, bool]]) -> dict[str, tuple[str | None, bool]]:
         """run_id -> (error or None, whether another process holds the run)."""
@@ -214,7 +226,8 @@ class RunChunk(submitit.helpers.Checkpointable):
         for spec, retry in items:
             run_id = RunSpec.parse(spec).run_id
             try:
-                results[run_id] = (None, execute_run(spec, self.root, self.device, retry) == RUNNING)
+                status = execute_run(spec, self.root, self.device, retry, self.tracker)
+                results[run_id] = (None, status == RUNNING)
             except UserError as exc:
                 results[run_id] = (str(exc), False)
         return results
@@ -236,11 +249,12 @@ class SlurmLauncher:
         array_parallelism: int = 64,
         per_task: int = 1,
         folder: str | Path | None = None,
+        tracker: Tracker | None = None,
     ):
         if per_task < 1 or cpus_per_task < 1 or timeout_min < 1:
             raise UserError("--per-task, --cpus-per-task and --timeout-min must be at least 1")
         resolve_device(device, here=False)  # the nodes may have GPUs that this machine lacks
-        self.root, self.device = str(root), device
+        self.root, self.device, self.tracker = str(root), device, tracker
         self.per_task, self.cpus = per_task, cpus_per_task
         self.folder = Path(folder) if folder else Path(root) / "slurm" / time.strftime("%Y%m%d-%H%M%S")
         self.params: dict[str, Any] = {
@@ -259,7 +273,7 @@ class SlurmLauncher:
     def run(self, next_runs: NextRuns, finished: Finished, retry: set[str]) -> None:
         executor = submitit.AutoExecutor(folder=self.folder / "%j", cluster="slurm")
         executor.update_parameters(**self.params)
-        task = RunChunk(self.root, self.device, self.cpus, plugin_classes())
+        task = RunChunk(self.root, self.device, self.cpus, plugin_classes(), self.tracker)
         while todo := next_runs():
             chunks = [todo[i : i + self.per_task] for i in range(0, len(todo), self.per_task)]
             items = [[(r.spec.as_dict(), r.run_id in retry) for r in chunk] for chunk in chunks]
@@ -276,11 +290,20 @@ class SlurmLauncher:
                     finished(run, error, elsewhere=elsewhere)
 
 
-def make_launcher(name: str, root: str | Path, *, device: str = "auto", jobs: int | None = None, **slurm):
+def make_launcher(
+    name: str,
+    root: str | Path,
+    *,
+    device: str = "auto",
+    jobs: int | None = None,
+    tracker: Tracker | None = None,
+    **slurm,
+):
+    """A launcher by name; `tracker` (`ctta.run.trackers`) logs every run it executes."""
     if name == "debug":
-        return DebugLauncher(root, device)
+        return DebugLauncher(root, device, tracker)
     if name == "local":
-        return LocalLauncher(root, jobs, device)
+        return LocalLauncher(root, jobs, device, tracker)
     if name == "slurm":
-        return SlurmLauncher(root, device=device, **slurm)
+        return SlurmLauncher(root, device=device, tracker=tracker, **slurm)
     raise UserError(f"unknown launcher {name!r}; valid choices: {', '.join(LAUNCHERS)}")
