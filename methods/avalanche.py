@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import warnings
 from typing import Any, ClassVar, Literal
 
 from torch import nn
@@ -117,6 +118,9 @@ class AvalancheMethod(Method):
                 if h.criterion == "all"
                 else avalanche.training.MaskedCrossEntropy(mask=h.criterion)
             )
+        with warnings.catch_warnings():  # ctta keeps the scores; Avalanche's loggers stay off on purpose
+            warnings.filterwarnings("ignore", message="No loggers specified")
+            evaluator = EvaluationPlugin(loggers=[])
         self.strategy = strategy_cls(
             model=backbone,
             optimizer=make_optimizer(backbone.parameters(), h.optimizer, h.lr, h.weight_decay),
@@ -125,13 +129,15 @@ class AvalancheMethod(Method):
             eval_mb_size=256,
             device=info.device,
             plugins=[CosinePerTask(h.lr, h.epochs)] if h.schedule == "cosine" else [],
-            evaluator=EvaluationPlugin(loggers=[]),
+            evaluator=evaluator,
             **kwargs,
         )
         self._seen: list[int] = []
 
     def learn(self, task: Task) -> dict[str, float]:
-        self.strategy.train(self._experience(task), eval_streams=[])
+        with warnings.catch_warnings():  # Avalanche 0.6 warns about its own plugin API on every task
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module="avalanche")
+            self.strategy.train(self._experience(task), eval_streams=[])
         return {"steps": float(self.strategy.clock.train_exp_iterations)}
 
     def _experience(self, task: Task):
