@@ -148,9 +148,9 @@ class Corruption(Scenario):
             source = release.clean(image_size)
             source = None if source is None else per_class(source, c.source_per_class, seed)
             refused = (
-                f"{release.name}'s clean set holds the stream's own pictures"
+                f"{release.name}'s clean set (clean_root) is the stream's own pictures before corruption"
                 if source is not None
-                else f"{release.name} has no training data (clean_root: its clean set, for statistics only)"
+                else f"{release.name} is a released test set without training data"
             )
         test = per_class(sample_pool(pictures, c.samples), c.test_per_class, seed)
         test = test.subset(zipf_subsample(test.targets, c.zipf, seed=derive_seed(seed, 7)))
