@@ -96,7 +96,11 @@ class Corruption(Scenario):
 
     @dataclass
     class Config(StreamOptions):
-        dataset: Any = hp("digits", doc="dataset name or mapping {name: ..., options}")
+        dataset: Any = hp(
+            "digits",
+            doc="dataset name or mapping {name: ..., options}; a released benchmark (cifar10c, cifar100c, "
+            "tiny_imagenet_c, imagenet_c) is read from its files instead of generated",
+        )
         corruptions: tuple[str, ...] = hp(
             CORRUPTIONS, doc="in stream order (default: the 15 of ImageNet-C); none: the clean images"
         )
@@ -134,7 +138,6 @@ class Corruption(Scenario):
     def build(self, *, seed: int, image_size: int, device) -> TestStream:
         c = self.config
         release = release_of(c.dataset)
-        where = "scenario 'corruption'"
         if release is None:
             refused = ""
             try:
@@ -155,7 +158,7 @@ class Corruption(Scenario):
         test = per_class(sample_pool(pictures, c.samples), c.test_per_class, seed)
         test = test.subset(zipf_subsample(test.targets, c.zipf, seed=derive_seed(seed, 7)))
         if not refused:
-            check_trained_classes(source, test, where)
+            check_trained_classes(source, test, "scenario 'corruption'")
         info = test_time_info(
             c,
             source,
