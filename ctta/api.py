@@ -55,6 +55,12 @@ class StreamInfo:
     num_tasks: int = 0  # continual learning: number of tasks
     source: ImageData | None = None  # test-time: the labelled data the source model was trained on
     extra: dict[str, Any] = field(default_factory=dict)  # scenario-specific facts (shots, ways, domains)
+    # Test-time: why no source model may be trained on `source` ('' = one may): the stream is a
+    # released test set whose clean images are the stream's own, or it has no source data.
+    source_training_refused: str = ""
+    # The classes as ImageNet-1k class indices, when they are ImageNet wnids (ImageNet-R's 200):
+    # the engine restricts a trained 1000-way head to them.
+    imagenet_classes: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

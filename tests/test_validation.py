@@ -140,7 +140,7 @@ OUT_OF_RANGE = [
     ([*TTA_RUN, "--method", "cotta", "-H", "rst=1.5"], "option 'rst': expected 0 <= rst <= 1, got 1.5"),
     (
         [*TTA_RUN, "--method", "tent", "-S", "severity=6"],
-        "option 'severity': expected 1 <= severity <= 5, got 6",
+        "option 'severity': expected 0 <= severity <= 5, got 6",
     ),
     (
         [*TTA_RUN, "--method", "tent", "--seed", "-1"],
@@ -183,7 +183,7 @@ def test_show_method_states_the_range(capsys):
     assert "k = 5  search: [1, 3, 5]  range: k >= 1" in out
     assert "lam = 1.0  range: lam >= 0" in out
     main(["show", "scenario", "corruption"])
-    assert "severity = 5  range: 1 <= severity <= 5" in capsys.readouterr().out
+    assert "severity = 5  range: 0 <= severity <= 5" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- 3. data checks

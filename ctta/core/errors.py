@@ -9,6 +9,11 @@ class UserError(ValueError):
     """Invalid input from a user: a bad name, option, file or value. The message is one line."""
 
 
+class NoTrainingSplit(UserError):
+    """A dataset that is only a test set (ImageNet-A, a corruption release) was asked for its
+    training split. Test-time scenarios catch it and stream such data without source data."""
+
+
 def choices_error(what: str, given: object, valid) -> UserError:
     """`unknown method 'tnet'; valid choices: bn_adapt, finetune, ...`"""
     valid = sorted(str(v) for v in valid)

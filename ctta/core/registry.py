@@ -198,7 +198,13 @@ BACKBONES = Registry(
 DATASETS = Registry(
     "dataset",
     "ctta.datasets",
-    builtin_modules=("ctta.data.datasets", "ctta.data.folders", "ctta.data.arrays", "ctta.data.user"),
+    builtin_modules=(
+        "ctta.data.datasets",
+        "ctta.data.folders",
+        "ctta.data.released",
+        "ctta.data.arrays",
+        "ctta.data.user",
+    ),
 )
 
 register_method = METHODS.register

@@ -1,14 +1,15 @@
 """Images in class folders (ImageFolder layouts) and the named presets for the usual roots
-(ImageNet-R, CUB-200, miniImageNet, PACS, OfficeHome, DomainNet)."""
+(CUB-200, miniImageNet, PACS, OfficeHome, DomainNet; ImageNet-R, -A and -Sketch are in
+`ctta.data.released`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import UserError
+from ..core.errors import NoTrainingSplit, UserError
 from ..core.registry import register_dataset
 from .datasets import default_root
 from .images import ImageData
@@ -58,6 +59,9 @@ def imagefolder(
       domain is loaded, the domain of each image is recorded, and train/test is a stratified
       holdout of `test_fraction` per domain and class;
     - `root/<class>/*` (ImageNet-R): a stratified holdout of `test_fraction`.
+
+    `test_fraction=1` makes every image test data (a test set such as ImageNet-A, streamed
+    whole by test-time scenarios); such a folder has no training split.
     """
     base = Path(root).expanduser()
     if not base.is_dir():
@@ -65,6 +69,10 @@ def imagefolder(
             f"image folder root {base} does not exist; download the dataset and pass root=<its folder>"
         )
     name = base.name
+    if test_fraction >= 1 and split == "train":
+        raise NoTrainingSplit(
+            f"{name}: test_fraction=1 makes the whole folder the test split; it has no training split"
+        )
     if domains:
         paths, labels, doms, classes = [], [], [], None
         for d, dom in enumerate(domains):
@@ -96,42 +104,41 @@ def imagefolder(
     )
 
 
-def _folder_preset(name: str, how: str, **fixed):
+def folder_preset(name: str, how: str, finish: Callable[[ImageData], ImageData] | None = None, **fixed):
+    """Register dataset `name`: `imagefolder` on `root` (default `$CTTA_DATA/<name>`) with the
+    options `fixed` (the user's override them); `finish` checks or annotates what it loads."""
+
     def loader(*, split: str, image_size: int, root: str | None = None, **options) -> ImageData:
         folder = Path(root).expanduser() if root else default_root(name)
         if not folder.is_dir():
             raise UserError(f"{name} not found at {folder}: {how}; then pass root=<folder> or set $CTTA_DATA")
-        return imagefolder(split=split, image_size=image_size, root=str(folder), **{**fixed, **options})
+        data = imagefolder(split=split, image_size=image_size, root=str(folder), **{**fixed, **options})
+        return finish(data) if finish else data
 
     loader.__doc__ = f"{name} from an ImageFolder root. {how}."
     return register_dataset(name)(loader)
 
 
-_folder_preset(
-    "imagenet_r",
-    "download imagenet-r.tar from https://github.com/hendrycks/imagenet-r and unpack it "
-    "(root/<wnid>/*.jpg; 80/20 split by seed as in PILOT)",
-)
-_folder_preset(
+folder_preset(
     "cub200",
     "arrange CUB_200_2011 as root/train/<class>/ and root/test/<class>/ using its train_test_split.txt",
 )
-_folder_preset(
+folder_preset(
     "miniimagenet",
     "arrange miniImageNet (the 100 classes of TOPIC/CEC's few-shot split) as root/train/<wnid>/ and "
     "root/test/<wnid>/ following CEC's train.csv and test.csv",
 )
-_folder_preset(
+folder_preset(
     "pacs",
     "download PACS (DomainBed's download script) to root/<domain>/<class>/",
     domains=["art_painting", "cartoon", "photo", "sketch"],
 )
-_folder_preset(
+folder_preset(
     "officehome",
     "download OfficeHome (DomainBed's download script) to root/<domain>/<class>/",
     domains=["Art", "Clipart", "Product", "Real World"],
 )
-_folder_preset(
+folder_preset(
     "domainnet",
     "download DomainNet (DomainBed's download script) to root/<domain>/<class>/",
     domains=["clipart", "infograph", "painting", "quickdraw", "real", "sketch"],

@@ -96,6 +96,9 @@ class ImageData(torch.utils.data.Dataset):
         self.origin: tuple | None = None
         self.reload: Callable[[], ImageData] | None = None
         self.kept_classes: tuple[int, ...] | None = None  # set by relabel(): original ids in new label order
+        # ImageNet-1k class index of each class, when the classes are ImageNet wnids (ImageNet-R's
+        # 200, ImageNet-C's 1000): a trained 1000-way head is restricted to them (ctta.data.released).
+        self.imagenet_classes: tuple[int, ...] | None = None
 
     @classmethod
     def from_arrays(
@@ -193,6 +196,7 @@ class ImageData(torch.utils.data.Dataset):
             indices=indices,
         )
         view.origin, view.reload, view.kept_classes = self.origin, self.reload, self.kept_classes
+        view.imagenet_classes = self.imagenet_classes
         return view
 
     def union(self, *others: ImageData) -> ImageData:
@@ -218,6 +222,8 @@ class ImageData(torch.utils.data.Dataset):
         view.origin, view.reload = self.origin, self.reload
         base = self.kept_classes
         view.kept_classes = tuple(classes) if base is None else tuple(base[c] for c in classes)
+        if self.imagenet_classes is not None:
+            view.imagenet_classes = tuple(self.imagenet_classes[c] for c in classes)
         return view
 
     def identity(self) -> str:

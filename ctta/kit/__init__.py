@@ -9,12 +9,13 @@ building and corruptions; protocols find the disjointness checks.
 """
 
 from ..core.config import as_dict
-from ..core.errors import UserError, choices_error
+from ..core.errors import NoTrainingSplit, UserError, choices_error
 from ..core.files import content_key
 from ..core.seeding import derive_seed
 from ..data.corruptions import ALL_CORRUPTIONS, CORRUPTIONS, HELD_OUT, corrupt
 from ..data.datasets import DataSpec, load_dataset
 from ..data.images import ImageData, check_trained_classes, iterate
+from ..data.released import CLEAN, Release, release_of
 from ..data.splits import POOLS, class_pool, per_class, sample_pool
 from .adapters import (
     AdaptedBlock,
@@ -144,6 +145,10 @@ __all__ = [
     "CORRUPTIONS",
     "HELD_OUT",
     "corrupt",
+    "CLEAN",
+    "NoTrainingSplit",
+    "Release",
+    "release_of",
     "ORDERS",
     "StreamOptions",
     "batches_of",

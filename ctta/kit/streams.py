@@ -197,18 +197,31 @@ def source_data(options: StreamOptions, train: ImageData, seed: int) -> ImageDat
 
 
 def test_time_info(
-    options: StreamOptions, source: ImageData, *, image_size: int, seed: int, device, **extra
+    options: StreamOptions,
+    source: ImageData | None,
+    *,
+    image_size: int,
+    seed: int,
+    device,
+    test: ImageData | None = None,
+    source_training_refused: str = "",
+    **extra,
 ) -> StreamInfo:
-    """StreamInfo of a test-time stream whose source model trains on `source` (labelled)."""
+    """StreamInfo of a test-time stream whose source model trains on `source` (labelled). A
+    released test set gives its `test` data (the label space, ImageNet classes) and says why no
+    source model may be trained (`source_training_refused`); its `source` may be None."""
+    classes = source if source is not None else test
     return StreamInfo(
         kind="test_time",
-        num_classes=source.num_classes,
-        class_names=source.class_names,
+        num_classes=classes.num_classes,
+        class_names=classes.class_names,
         image_size=image_size,
         seed=seed,
         device=device,
         source=source,
         extra={**extra, "order": options.order, "source_recipe": source_recipe(options, seed)},
+        source_training_refused=source_training_refused,
+        imagenet_classes=(test if test is not None else classes).imagenet_classes,
     )
 
 

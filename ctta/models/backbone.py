@@ -129,6 +129,20 @@ class Backbone(nn.Module):
         self.head_is_trained = False
         return self.head
 
+    def restrict_head(self, classes: Sequence[int]) -> None:
+        """Keep the trained head's outputs `classes`, in this order (a 1000-way ImageNet head on
+        ImageNet-R's 200 classes): the logits the official evaluations mask the output to."""
+        old = self.head
+        keep = torch.as_tensor(list(classes), dtype=torch.long, device=old.weight.device)
+        head = nn.Linear(old.in_features, len(keep), bias=old.bias is not None)
+        head = head.to(device=old.weight.device, dtype=old.weight.dtype)
+        with torch.no_grad():
+            head.weight.copy_(old.weight[keep])
+            if old.bias is not None:
+                head.bias.copy_(old.bias[keep])
+        self.head = head
+        self.identity = content_key([self.identity, "classes", keep.tolist()])
+
     def capabilities(self) -> set[str]:
         """What methods may rely on; the names and their meaning are `ctta.api.CAPABILITIES`."""
         caps = {"head", "features"}

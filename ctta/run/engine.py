@@ -83,6 +83,8 @@ def prepare(spec: RunSpec, device: torch.device):
     backbone = create_backbone(spec.backbone)
     stream = scenario.build(seed=spec.seed, image_size=backbone.image_size, device=device)
     check_fit(type(method), backbone, stream)
+    if _restricts_head(backbone, stream):
+        backbone.restrict_head(stream.info.imagenet_classes)
     return backbone.to(device), stream, method
 
 
@@ -90,14 +92,34 @@ def check_fit(method: type[Method], backbone, stream: ContinualStream | TestStre
     """UserError when the method cannot run on this backbone and stream (what `ctta run` and a
     sweep launch check before anything runs)."""
     method.check_compatible(backbone, stream.info)
-    if isinstance(stream, TestStream) and backbone.head_is_trained and not method.trains_source:
+    if not isinstance(stream, TestStream):
+        return
+    info = stream.info
+    if info.source_training_refused and (method.trains_source or not backbone.head_is_trained):
+        who = f"method {method.name!r} trains its own" if method.trains_source else "a"
+        raise UserError(
+            f"backbone {backbone.name!r}: {who} source model cannot be trained here: "
+            f"{info.source_training_refused}; use a backbone whose head is trained for these classes"
+        )
+    if backbone.head_is_trained and not method.trains_source and not _restricts_head(backbone, stream):
         classes = backbone.head.out_features
-        if classes != stream.info.num_classes:
+        if classes != info.num_classes:
             raise UserError(
                 f"backbone {backbone.name!r} comes with a trained head over {classes} classes, but the "
-                f"stream has {stream.info.num_classes}; use a dataset whose labels 0..{classes - 1} are "
+                f"stream has {info.num_classes}; use a dataset whose labels 0..{classes - 1} are "
                 f"the head's classes, or pass trained_head=false to train a source model on the stream's data"
             )
+
+
+def _restricts_head(backbone, stream: TestStream) -> bool:
+    """A trained ImageNet-1k head on a stream of ImageNet classes it is restricted to."""
+    info = stream.info
+    return (
+        backbone.head_is_trained
+        and info.imagenet_classes is not None
+        and isinstance(backbone.head, torch.nn.Linear)
+        and backbone.head.out_features == 1000 != info.num_classes
+    )
 
 
 def execute(
