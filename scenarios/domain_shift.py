@@ -147,10 +147,10 @@ class DomainShift(Scenario):
         held_split = load_dataset(c.dataset, "test", image_size)
         trained, streamed = self.roles(names)
         stream_split = held_split if c.selection in ("training_domain", "oracle") else train_split
-        source = per_class(_domains(train_split, names, trained), c.source_per_class, seed)
+        source = per_class(train_split.with_domains(trained), c.source_per_class, seed)
         parts = []
         for i, dom in enumerate(streamed):
-            part = per_class(_domains(stream_split, names, [dom]), c.test_per_class, seed)
+            part = per_class(stream_split.with_domains([dom]), c.test_per_class, seed)
             parts.append(part.subset(zipf_subsample(part.targets, c.zipf, seed=derive_seed(seed, 7, i))))
         test = parts[0].union(*parts[1:])
         check_trained_classes(source, test, f"scenario 'domain_shift' (source domains {', '.join(trained)})")
@@ -187,7 +187,3 @@ class DomainShift(Scenario):
                 x, y = part.load(chunk)
                 yield TestBatch(x=x.to(device), index=index, domain=domain), y.to(device)
                 index += 1
-
-
-def _domains(data: ImageData, names: tuple[str, ...], chosen: list[str]) -> ImageData:
-    return data.subset(np.isin(data.domains, [names.index(d) for d in chosen]))

@@ -17,6 +17,7 @@ from ..data.datasets import DataSpec, load_dataset
 from ..data.images import ImageData, check_trained_classes, iterate
 from ..data.released import CLEAN, Release, release_of
 from ..data.splits import POOLS, class_pool, per_class, sample_pool
+from ..data.transforms import TRANSFORM_SYNTAX, check_transform, transformed_domains
 from .adapters import (
     AdaptedBlock,
     Adapter,
@@ -64,6 +65,8 @@ from .streams import (
     class_proportions,
     class_stream,
     class_tasks,
+    domain_order,
+    domain_stream,
     source_recipe,
     stream_order,
     test_time_info,
@@ -147,6 +150,9 @@ __all__ = [
     "NoTrainingSplit",
     "Release",
     "release_of",
+    "TRANSFORM_SYNTAX",
+    "check_transform",
+    "transformed_domains",
     "ORDERS",
     "StreamOptions",
     "batches_of",
@@ -154,6 +160,8 @@ __all__ = [
     "class_proportions",
     "class_stream",
     "class_tasks",
+    "domain_order",
+    "domain_stream",
     "source_recipe",
     "stream_order",
     "test_time_info",

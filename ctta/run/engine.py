@@ -1,7 +1,9 @@
 """The engine: runs one (scenario, method, hyperparameters, backbone, seed) and records it.
 
 Continual learning: after every task the method is scored on the test data of every task
-seen so far (accuracy matrix). Test-time adaptation: each batch's returned prediction is
+seen so far (accuracy matrix); on domain-incremental streams on every domain's test data,
+seen or not, and once before the first task (the full domain x domain matrix, for forward
+transfer). Test-time adaptation: each batch's returned prediction is
 scored as it comes (online accuracy); labels never leave this module. Every run yields one
 JSON record with its metrics, costs and versions, written atomically into the store; a run
 that raises or diverges is recorded as failed with the reason. With a store, a run is
@@ -36,7 +38,7 @@ from ..data.images import iterate
 from ..kit.features import cached, extract_features
 from ..kit.source import source_model
 from ..models.factory import create_backbone
-from ..plan.metrics import continual_metrics, online_metrics
+from ..plan.metrics import continual_metrics, domain_metrics, online_metrics
 from ..plan.spec import RunSpec
 from .checkpoints import discard, load_checkpoint, restore, save_checkpoint
 from .store import Store
@@ -219,11 +221,16 @@ def _run_continual(
 ) -> dict:
     info = stream.info
     n_tasks = len(stream.tasks)
+    # Domain-incremental: every domain's test data after every task, and once before the first
+    # (forward transfer); class-incremental: the tasks seen so far.
+    full = info.kind == "domain_incremental"
     resumable = ckpt is not None and method.resumable
     saved = load_checkpoint(ckpt, spec.run_id, n_tasks) if resumable else None
     method_s = _setup(method, backbone, info)
     if saved is not None:
         try:
+            if full and not isinstance(saved.get("initial"), list):
+                raise ValueError("no scores of the starting model")
             restore(method, saved, stream.tasks[: saved["next_task"]])
         except Exception as exc:  # it does not fit this method (changed code, another version)
             discard(ckpt, exc)
@@ -233,10 +240,22 @@ def _run_continual(
     matrix: list[list[float | None]] = saved["matrix"] if saved else []
     acc_seen: list[float] = saved["acc_seen"] if saved else []
     logs: list[dict[str, float]] = saved["logs"] if saved else []
+    initial: list[float] | None = saved.get("initial") if saved else None
     start = saved["next_task"] if saved else 0
     if saved:
         method_s = saved["method_s"]  # what a run without interruption counts: setup once
         log.info("resuming %s at task %d", spec.run_id, start)
+    elif full:
+        t = time.perf_counter()
+        every = torch.arange(info.num_classes, device=info.device)
+        initial = [
+            100.0 * c / max(n, 1)
+            for c, n in (
+                _score(method, backbone, d, every, info, where=f"domain {j} before task 0", start=True)
+                for j, d in enumerate(stream.tests)
+            )
+        ]
+        method_s += time.perf_counter() - t
     bar = _bar(progress, n_tasks, f"{spec.method['name']} tasks", initial=start)
     for task in stream.tasks[start:]:
         t = time.perf_counter()
@@ -250,36 +269,48 @@ def _run_continual(
         seen = torch.as_tensor(task.seen_classes, device=info.device)
         correct, counts = [], []
         t = time.perf_counter()
-        for j in range(task.index + 1):
+        for j in range(n_tasks if full else task.index + 1):
             c, n = _score(
                 method, backbone, stream.tests[j], seen, info, where=f"task {j} after task {task.index}"
             )
             correct.append(c)
             counts.append(n)
         method_s += time.perf_counter() - t
-        matrix.append(
-            [100.0 * c / max(n, 1) for c, n in zip(correct, counts)] + [None] * (n_tasks - task.index - 1)
-        )
-        acc_seen.append(100.0 * sum(correct) / max(sum(counts), 1))
-        if resumable and task.index + 1 < n_tasks:
+        row = [100.0 * c / max(n, 1) for c, n in zip(correct, counts)]
+        matrix.append(row + [None] * (n_tasks - len(row)))
+        k = task.index + 1
+        # a domain weighs as much as any other however many test images it has (GEM's ACC)
+        acc_seen.append(float(np.mean(row[:k])) if full else 100.0 * sum(correct) / max(sum(counts), 1))
+        if resumable and k < n_tasks:
             progress_so_far = {"matrix": matrix, "acc_seen": acc_seen, "logs": logs, "method_s": method_s}
-            save_checkpoint(ckpt, spec.run_id, method, next_task=task.index + 1, **progress_so_far)
+            if full:
+                progress_so_far["initial"] = initial
+            save_checkpoint(ckpt, spec.run_id, method, next_task=k, **progress_so_far)
         bar.update(1)
     bar.close()
-    return {
+    result = {
         **getattr(method, "record_fields", {}),  # a checkpoint from before record_fields lacks them
-        "metrics": continual_metrics(matrix, acc_seen),
+        "metrics": domain_metrics(matrix, acc_seen, initial) if full else continual_metrics(matrix, acc_seen),
         "acc_matrix": matrix,
         "acc_seen": acc_seen,
         "task_logs": logs,
         "method_s": method_s,
         "trainable_params": method.trainable_parameters(),
     }
+    if full:
+        result["acc_initial"] = initial
+        result["domain_order"] = list(info.extra.get("domain_order", []))
+    return result
 
 
 @torch.no_grad()
-def _score(method: Method, backbone, data, seen: torch.Tensor, info, where: str) -> tuple[int, int]:
-    """(correct, total) of the method on `data`, restricted to the classes seen so far."""
+def _score(
+    method: Method, backbone, data, seen: torch.Tensor, info, where: str, start: bool = False
+) -> tuple[float, int]:
+    """(correct, total) of the method on `data`, restricted to the classes seen so far.
+    `start`: before the first task, where a method may have nothing to predict with yet
+    (no prototype, no prompt): a sample whose logits are all -inf counts as a uniform guess,
+    1 / number of classes correct."""
     method.eval()
     mask = torch.full((info.num_classes,), float("-inf"), device=info.device)
     mask[seen] = 0.0
@@ -288,13 +319,15 @@ def _score(method: Method, backbone, data, seen: torch.Tensor, info, where: str)
         batches = ((method.predict_features(f), y) for f, y in zip(feats.split(1024), labels.split(1024)))
     else:
         batches = ((method.predict(x), y) for x, y in iterate(data, 256, device=info.device))
-    correct = total = 0
+    correct, total = 0.0, 0
     for logits, y in batches:
-        if not torch.isfinite(logits[:, seen]).all():
+        blank = (logits[:, seen] == float("-inf")).all(1) if start else torch.zeros_like(y, dtype=torch.bool)
+        if not torch.isfinite(logits[~blank][:, seen]).all():
             raise RunFailed(f"non-finite logits on {where}")
-        correct += int(((logits + mask).argmax(1) == y).sum())
+        hits = ((logits + mask).argmax(1) == y) & ~blank
+        correct += int(hits.sum()) + float(blank.sum()) / len(seen)
         total += len(y)
-    return correct, total
+    return (correct if start else int(correct)), total
 
 
 # --------------------------------------------------------------------------- test-time adaptation

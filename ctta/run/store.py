@@ -137,7 +137,16 @@ class Store:
 
 
 # --------------------------------------------------------------------------- collect
-LIST_FIELDS = ("acc_matrix", "acc_seen", "online_n", "online_correct", "online_domain", "task_logs")
+LIST_FIELDS = (
+    "acc_matrix",
+    "acc_seen",
+    "acc_initial",
+    "domain_order",
+    "online_n",
+    "online_correct",
+    "online_domain",
+    "task_logs",
+)
 
 
 def flatten_record(rec: dict) -> dict[str, Any]:
