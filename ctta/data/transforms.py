@@ -34,6 +34,8 @@ from .images import ImageData
 
 TRANSFORM_SYNTAX = "none, rotate:<degrees>, permute:<seed>, <corruption>:<severity 1-5>"
 CHUNK = 256  # images transformed at once (bounded float memory)
+MEMO_SIZE = 16  # transformed datasets kept per process, as load_dataset keeps loaded ones
+_MEMO: dict[str, ImageData] = {}
 
 
 def check_transform(name: str) -> None:
@@ -75,17 +77,28 @@ def apply_transform(x: torch.Tensor, name: str, *, seed: int) -> torch.Tensor:
 def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
     """Counter-clockwise rotation about the image centre, bilinear, border pixels repeated."""
     a = math.radians(degrees)
-    theta = torch.tensor([[math.cos(a), math.sin(a), 0.0], [-math.sin(a), math.cos(a), 0.0]], dtype=x.dtype)
+    theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]], dtype=x.dtype)
     grid = F.affine_grid(theta.expand(len(x), 2, 3).to(x.device), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def transformed_domains(data: ImageData, transforms: Sequence[str], seed: int) -> ImageData:
-    """One dataset holding every sample of `data` once per transform; domain i is `transforms[i]`."""
+    """One dataset holding every sample of `data` once per transform; domain i is `transforms[i]`.
+    Memoised per process (like `load_dataset`): the same request gives the same object, so views
+    of it from a stream and from a resumed checkpoint can be joined (`ImageData.union`)."""
     for name in transforms:
         check_transform(name)
     if len(set(transforms)) != len(transforms):
         raise UserError(f"domain transforms must be distinct, got {list(transforms)}")
+    key = content_key({"from": data.identity(), "transforms": list(transforms), "seed": seed})
+    if key not in _MEMO:
+        _MEMO[key] = _transform(data, transforms, seed, key)
+        while len(_MEMO) > MEMO_SIZE:
+            _MEMO.pop(next(iter(_MEMO)))
+    return _MEMO[key]
+
+
+def _transform(data: ImageData, transforms: Sequence[str], seed: int, key: str) -> ImageData:
     parts = []
     for d, name in enumerate(transforms):
         for c, start in enumerate(range(0, len(data), CHUNK)):
@@ -101,7 +114,7 @@ def transformed_domains(data: ImageData, transforms: Sequence[str], seed: int) -
         domains=np.repeat(np.arange(len(transforms)), len(data)),
         domain_names=list(transforms),
     )
-    out.derivation = content_key({"from": data.identity(), "transforms": list(transforms), "seed": seed})
+    out.derivation = key
     # checkpoints pickle the recipe, not the images (the source view pickles as a reference)
     out.reload = functools.partial(transformed_domains, data, tuple(transforms), seed)
     return out
