@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from ctta import ContinualStream, Scenario, hp, register_scenario
 from ctta.kit import (
+    DEBUG_GLYPH_DOMAINS,
     TRANSFORM_SYNTAX,
     UserError,
     check_transform,
@@ -58,14 +59,8 @@ class DomainIncremental(Scenario):
     """One class set; task i brings domain i; every domain is scored after every task."""
 
     kind = "domain_incremental"
-    # the glyph subset domain_shift's debug instance renders too (cached once per session)
     debug = {
-        "dataset": {
-            "name": "glyphs",
-            "chars": "abcdefgh",
-            "domains": ["sans", "serif", "mono"],
-            "per_class": 4,
-        },
+        "dataset": DEBUG_GLYPH_DOMAINS,
         "test_per_class": 4,
     }
     debug_backbones = ("debug_vit", "debug_clip")

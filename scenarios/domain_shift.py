@@ -32,6 +32,7 @@ import torch
 
 from ctta import Scenario, TestBatch, TestStream, hp, register_scenario
 from ctta.kit import (
+    DEBUG_GLYPH_DOMAINS,
     ImageData,
     StreamOptions,
     UserError,
@@ -55,12 +56,7 @@ class DomainShift(Scenario):
 
     kind = "test_time"
     debug = {
-        "dataset": {
-            "name": "glyphs",
-            "chars": "abcdefgh",
-            "domains": ["sans", "serif", "mono"],
-            "per_class": 4,
-        },
+        "dataset": DEBUG_GLYPH_DOMAINS,
         "batch_size": 8,
         "source_epochs": 1,
     }

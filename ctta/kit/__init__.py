@@ -58,6 +58,7 @@ from .stages import (
     stage_modules,
 )
 from .streams import (
+    DEBUG_GLYPH_DOMAINS,
     ORDERS,
     StreamOptions,
     batches_of,
@@ -68,6 +69,7 @@ from .streams import (
     domain_order,
     domain_stream,
     source_recipe,
+    stream_info,
     stream_order,
     test_time_info,
     zipf_subsample,
@@ -153,6 +155,7 @@ __all__ = [
     "TRANSFORM_SYNTAX",
     "check_transform",
     "transformed_domains",
+    "DEBUG_GLYPH_DOMAINS",
     "ORDERS",
     "StreamOptions",
     "batches_of",
@@ -163,6 +166,7 @@ __all__ = [
     "domain_order",
     "domain_stream",
     "source_recipe",
+    "stream_info",
     "stream_order",
     "test_time_info",
     "zipf_subsample",

@@ -48,6 +48,21 @@ ORDERS = ("iid", "class_sorted", "dirichlet")
 MAX_SLOTS = 100
 
 
+# A tiny glyph dataset with three domains: the debug instances of the domain scenarios share
+# it, so a test session renders it once.
+DEBUG_GLYPH_DOMAINS = {
+    "name": "glyphs",
+    "chars": "abcdefgh",
+    "domains": ["sans", "serif", "mono"],
+    "per_class": 4,
+}
+
+
+def stream_info(kind: str, data: ImageData, **fields) -> StreamInfo:
+    """StreamInfo of a stream of `kind` over the classes of `data` (labels 0..K-1)."""
+    return StreamInfo(kind=kind, num_classes=data.num_classes, class_names=data.class_names, **fields)
+
+
 # --------------------------------------------------------------------------- class-incremental
 def class_order(classes: list[int], seed: int) -> list[int]:
     """PyCIL's class order: a permutation of the pool drawn with NumPy's legacy seeding."""
@@ -84,10 +99,9 @@ def class_stream(
 ) -> ContinualStream:
     """The class-incremental stream over data relabelled by `order`, its tasks of `sizes`
     classes; `extra` joins the class order and task sizes in the stream's metadata."""
-    info = StreamInfo(
-        kind="class_incremental",
-        num_classes=len(order),
-        class_names=train.class_names,
+    info = stream_info(
+        "class_incremental",
+        train,
         image_size=image_size,
         seed=seed,
         device=device,
@@ -122,10 +136,9 @@ def domain_stream(
     each capped at `*_per_class` samples per class (0 = all); every task holds every class.
     `extra` joins the domain order in the stream's metadata."""
     classes = tuple(range(train.num_classes))
-    info = StreamInfo(
-        kind="domain_incremental",
-        num_classes=train.num_classes,
-        class_names=train.class_names,
+    info = stream_info(
+        "domain_incremental",
+        train,
         image_size=image_size,
         seed=seed,
         device=device,
@@ -244,10 +257,9 @@ def test_time_info(
     released test set gives its `test` data (the label space, ImageNet classes) and says why no
     source model may be trained (`source_training_refused`); its `source` may be None."""
     classes = source if source is not None else test
-    return StreamInfo(
-        kind="test_time",
-        num_classes=classes.num_classes,
-        class_names=classes.class_names,
+    return stream_info(
+        "test_time",
+        classes,
         image_size=image_size,
         seed=seed,
         device=device,
