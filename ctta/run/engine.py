@@ -16,13 +16,11 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import platform
 import re
 import socket
 import time
 import traceback
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,6 @@ from ..api import ContinualStream, Method, TestStream
 from ..core.errors import UserError
 from ..core.registry import create_method, create_scenario
 from ..core.seeding import seed_everything
-from ..core.version import VERSION
 from ..data.images import iterate
 from ..kit.features import cached, extract_features
 from ..kit.source import source_model
@@ -41,6 +38,7 @@ from ..models.factory import create_backbone
 from ..plan.metrics import continual_metrics, domain_metrics, online_metrics
 from ..plan.spec import RunSpec
 from .checkpoints import discard, load_checkpoint, restore, save_checkpoint
+from .costs import PeakMemory, now, versions
 from .store import Store
 from .trackers import Tracker
 
@@ -176,7 +174,7 @@ def _execute(
         "device": str(dev),
         "host": socket.gethostname(),
         "versions": versions(),
-        "started_at": _now(),
+        "started_at": now(),
     }
     t0 = time.perf_counter()
     try:
@@ -199,7 +197,7 @@ def _execute(
             status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8)
         )
     record["wall_s"] = time.perf_counter() - t0
-    record["finished_at"] = _now()
+    record["finished_at"] = now()
     record["total_params"] = sum(p.numel() for p in backbone.parameters())
     if store is not None:  # the record first: the claim is only given up once the run is recorded
         store.write_record(record)
@@ -384,51 +382,6 @@ def _run_test_time(spec: RunSpec, backbone, stream: TestStream, method: Method, 
 def _features(backbone, x: torch.Tensor) -> torch.Tensor:
     backbone.eval()
     return backbone.features(x)
-
-
-# --------------------------------------------------------------------------- costs and provenance
-class PeakMemory:
-    """Peak memory of the run in MB: on a GPU, CUDA's max allocated bytes above the level at the
-    start. On the CPU nothing is recorded (None, shown as n/a): the resident set's growth over a
-    run measures the process's history more than the method. The peak RSS rise (VmHWM) of the
-    same debug run was 17-25 MB as a process's first run, 3-7 MB after another run, 2-7 MB when
-    repeated (caches warm), against differences of 2-5 MB between methods; the 5 ms sampling it
-    replaces gave 0.0-12.5 MB for one run."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.peak_mb: float | None = None
-        self.kind = "cuda_max_allocated" if device.type == "cuda" else "not_measured_on_cpu"
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._base = torch.cuda.memory_allocated(self.device)
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            self.peak_mb = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
-        return False
-
-
-def versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    out = {
-        "ctta": VERSION,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "timm": version("timm"),
-        "numpy": np.__version__,
-    }
-    if torch.cuda.is_available():
-        out["cuda_device"] = torch.cuda.get_device_name()
-    return out
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class _NoBar:
