@@ -74,10 +74,10 @@ class DomainIncremental(Scenario):
             (), doc=f"domains made by transforms, one per task: {TRANSFORM_SYNTAX}"
         )
         order: Literal["given", "seed"] = hp("given", doc="domain order: as given, or shuffled by order_seed")
-        order_seed: int | None = hp(None, doc="seed of order=seed; default: the run seed")
+        order_seed: int | None = hp(None, doc="seed of order=seed; default: the run seed", ge=0)
         classes: Any = hp("all", doc="class pool: all, first_half, second_half, 'a:b' or a list of ids")
-        train_per_class: int = hp(0, doc="cap on training images per class and domain (0 = all)")
-        test_per_class: int = hp(0, doc="cap on test images per class and domain (0 = all)")
+        train_per_class: int = hp(0, doc="cap on training images per class and domain (0 = all)", ge=0)
+        test_per_class: int = hp(0, doc="cap on test images per class and domain (0 = all)", ge=0)
 
     def __init__(self, **config: Any):
         super().__init__(**config)
