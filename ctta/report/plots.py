@@ -100,23 +100,26 @@ def accuracy_matrices(runs: pd.DataFrame) -> plt.Figure:
     methods = sorted(runs["method"].unique())
     cols = min(4, len(methods))
     rows = -(-len(methods) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(PAGE, 1.8 * rows + 0.3), squeeze=False)
+    domains = _domain_incremental(runs)
+    height = 2.1 if domains else 1.8  # room for domain names
+    fig, axes = plt.subplots(rows, cols, figsize=(PAGE, height * rows + 0.3), squeeze=False)
     for ax in axes.flat[len(methods) :]:
         ax.axis("off")
-    domains = _domain_incremental(runs)
     # one domain order in every run: name the domains; orders drawn per seed: number them
     orders = {tuple(o) for o in runs["domain_order"]} if domains and "domain_order" in runs else set()
     names = list(orders.pop()) if len(orders) == 1 else None
-    for ax, method in zip(axes.flat, methods):
+    for i, (ax, method) in enumerate(zip(axes.flat, methods)):
         m = mean_matrix(runs[runs.method == method])
         im = ax.imshow(m, vmin=0, vmax=100, cmap="viridis")
         ax.set_title(method)
         n = m.shape[1]
         if domains:
+            # every panel has the same axes: names on the outer ones only, so none overlap
             labels = names or [str(j) for j in range(1, n + 1)]
-            ax.set(xlabel="domain j", ylabel="after domain i")
-            ax.set_xticks(range(n), labels, rotation=45, ha="right", fontsize=6)
-            ax.set_yticks(range(m.shape[0]), ["start", *labels][: m.shape[0]], fontsize=6)
+            left, bottom = i % cols == 0, i + cols >= len(methods)
+            ax.set_xticks(range(n), labels if bottom else [], rotation=45, ha="right", fontsize=6)
+            ax.set_yticks(range(m.shape[0]), ["start", *labels][: m.shape[0]] if left else [], fontsize=6)
+            ax.set(xlabel="domain j" if bottom else "", ylabel="after domain i" if left else "")
         else:
             ax.set(xlabel="task j", ylabel="after task i")
             ax.set_xticks(range(n), range(1, n + 1))
