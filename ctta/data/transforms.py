@@ -84,8 +84,9 @@ def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
 
 def transformed_domains(data: ImageData, transforms: Sequence[str], seed: int) -> ImageData:
     """One dataset holding every sample of `data` once per transform; domain i is `transforms[i]`.
-    Memoised per process (like `load_dataset`): the same request gives the same object, so views
-    of it from a stream and from a resumed checkpoint can be joined (`ImageData.union`)."""
+    Memoised per process (like `load_dataset`): the same request gives the same object, so a
+    process that builds the stream again (every run of a sweep worker, the protocol checks)
+    transforms once, and views from two builds can be joined (`ImageData.union`)."""
     for name in transforms:
         check_transform(name)
     if len(set(transforms)) != len(transforms):
@@ -115,6 +116,6 @@ def _transform(data: ImageData, transforms: Sequence[str], seed: int, key: str) 
         domain_names=list(transforms),
     )
     out.derivation = key
-    # checkpoints pickle the recipe, not the images (the source view pickles as a reference)
+    # a pickled view (e.g. for a worker process) carries the recipe, not the images
     out.reload = functools.partial(transformed_domains, data, tuple(transforms), seed)
     return out
