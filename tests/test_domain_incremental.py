@@ -278,7 +278,7 @@ def test_leaderboard_and_figures_show_forward_transfer_and_the_full_matrix():
 
 
 class Interrupted(Joint):
-    """Joint, killed in task 1 while `stop` is set (at module level: checkpoints pickle it)."""
+    """Joint, killed in task 1 while `stop` is set."""
 
     stop = True
 
