@@ -77,7 +77,7 @@ def test_bad_options_are_one_line_errors(config, message):
 def test_data_without_domains_or_with_unknown_ones_is_refused_with_the_choices():
     with pytest.raises(UserError, match="dataset 'digits' records no domains; give transforms="):
         _build(dataset="digits")
-    with pytest.raises(UserError, match="unknown domain 'stix'; valid choices: sans, serif, mono"):
+    with pytest.raises(UserError, match="unknown domain of glyphs 'stix'; valid choices: mono, sans, serif"):
         _build(dataset=GLYPHS, domains=["stix"])
 
 

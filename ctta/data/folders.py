@@ -143,7 +143,7 @@ folder_preset(
     "download DomainNet (DomainBed's download script) to root/<domain>/<class>/",
     domains=["clipart", "infograph", "painting", "quickdraw", "real", "sketch"],
 )
-_folder_preset(
+folder_preset(
     "core50",
     "arrange CORe50 (the 128x128 cropped images, Lomonaco & Maltoni, CoRL 2017) as "
     "root/<session>/<object>/ with sessions s1..s11 and objects o1..o50",

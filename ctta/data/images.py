@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.errors import UserError, few
+from ..core.errors import UserError, choices_error, few
 from ..core.files import content_key
 
 
@@ -99,8 +99,7 @@ class ImageData(torch.utils.data.Dataset):
         # ImageNet-1k class index of each class, when the classes are ImageNet wnids (ImageNet-R's
         # 200, ImageNet-C's 1000): a trained 1000-way head is restricted to them (ctta.data.released).
         self.imagenet_classes: tuple[int, ...] | None = None
-        # Content key of what data made outside load_dataset was computed from (transformed
-        # domains): identity() uses it instead of hashing every image.
+        # Key of what derived data (transformed domains) came from: identity() without hashing images
         self.derivation: str | None = None
 
     @classmethod
@@ -266,10 +265,7 @@ class ImageData(torch.utils.data.Dataset):
         """The samples of the named domains (a dataset that records domains)."""
         unknown = [d for d in domains if d not in self.domain_names]
         if self.domains is None or unknown:
-            raise UserError(
-                f"{self.name}: unknown domain {unknown[0] if unknown else domains[0]!r}; valid choices: "
-                f"{', '.join(self.domain_names) or '(the dataset records no domains)'}"
-            )
+            raise choices_error(f"domain of {self.name}", (unknown or list(domains))[0], self.domain_names)
         return self.subset(np.isin(self.domains, [self.domain_names.index(d) for d in domains]))
 
     def load(self, positions) -> tuple[torch.Tensor, torch.Tensor]:
