@@ -3,7 +3,8 @@
 
 A Scenario builds a stream. A continual-learning stream is a list of `Task`s (labelled
 training data of new classes or a new domain); the engine keeps each task's test data and
-scores the method on everything seen so far after every task. A test-time stream is a
+scores the method on everything seen so far after every task (domain-incremental streams:
+on every domain, seen or not, before the first task too). A test-time stream is a
 sequence of `TestBatch`es that carry inputs only: labels stay inside the engine, so no
 method can read them. A Method declares its hyperparameters and search space as a
 dataclass, gets a backbone and the stream's `StreamInfo` in `setup`, then `learn(task)`

@@ -18,6 +18,10 @@ prompts on the base session only, `none` is the unregularised ablation. SGD with
 optimiser per session. The scaling is applied to the loss, which scales exactly the
 gradients (weight decay is added by SGD after it, as in the reference code).
 
+Domain-incremental streams (an extension): every session brings all classes, so new/seen
+classes is always 1; the balance there is new/seen *domains*, 1 / (session + 1), the same
+share of the knowledge so far that the session brings.
+
 Deviations: the class text is the backbone's template ("a photo of a {}.") instead of
 "{}."; a cosine learning-rate schedule per session replaces the reference's warm-up
 restarts; `freeze` freezes g *and* the projection (the reference's flag missed the
@@ -83,4 +87,6 @@ class CPECLIP(PromptTuning):
             return 1.0
         if reg == "freeze":
             return 0.0
+        if self.info.kind == "domain_incremental":
+            return 1.0 / (task.index + 1)
         return len(task.classes) / len(task.seen_classes)

@@ -20,6 +20,15 @@ Class-Incremental Learning" (AAAI 2025); reference code github.com/sun-hailong/A
   adapter is switched to the newly predicted task, up to `max_iter` (4) head evaluations.
   Output: softmax(head logits) + softmax(prototype logits * (t + 1)) after task t.
 
+Domain-incremental streams (an extension; the paper is class-incremental): every task brings
+all classes in a new domain, so a class no longer names a task. Each (domain, class) pair
+gets its own Gaussian, contrastive anchor and prototype under the first adapter; the head
+stays one linear layer over the shared classes, aligned on features drawn from every
+(domain, class) Gaussian labelled with its class. Retrieval: the nearest (domain, class)
+prototype names the domain, hence the adapter, and the head on that adapter's features
+answers; the refinement step is skipped (the head's class names no domain). The ensemble's
+prototype logit of a class is its best cosine over the domains.
+
 Deviations, deliberate: (1) the reference code also applies the merge in place inside every
 forward pass, at evaluation too, so stored adapters keep drifting towards older ones each
 time they are scored, and scores depend on how often one evaluates; here the merge is the
@@ -69,7 +78,7 @@ def contrastive_loss(features: torch.Tensor, anchors: torch.Tensor, temperature:
 class MOS(Method):
     """Per-task adapters with merging, classifier alignment and self-refined retrieval (Sun et al. 2025)."""
 
-    stream_kinds = frozenset({"class_incremental"})
+    stream_kinds = frozenset({"class_incremental", "domain_incremental"})
     requires = frozenset({"vit"})
 
     @dataclass
@@ -96,9 +105,19 @@ class MOS(Method):
         self.blocks = insert_adapters(backbone.model)
         backbone.reset_head(info.num_classes)
         d, c = backbone.feature_dim, info.num_classes
-        self.prototypes = PrototypeHead(d, c).to(info.device)
-        self.stats = GaussianClassStats(d, c, diagonal=self.hparams.covariance == "diagonal").to(info.device)
-        self.register_buffer("class_task", torch.full((c,), -1, dtype=torch.long, device=info.device))
+        # Statistics and prototypes are kept per slot: a class (class-incremental), or a
+        # (domain, class) pair, slot = task * classes + class (domain-incremental).
+        self.domains = info.kind == "domain_incremental"
+        slots = c * info.num_tasks if self.domains else c
+        self.prototypes = PrototypeHead(d, slots).to(info.device)
+        self.stats = GaussianClassStats(d, slots, diagonal=self.hparams.covariance == "diagonal").to(
+            info.device
+        )
+        self.register_buffer("slot_task", torch.full((slots,), -1, dtype=torch.long, device=info.device))
+        self.register_buffer("slot_class", torch.arange(slots, device=info.device) % c)
+
+    def slot(self, labels: torch.Tensor, task: int) -> torch.Tensor:
+        return labels + task * self.info.num_classes if self.domains else labels
 
     def get_extra_state(self) -> dict:
         return {"adapters": len(self.blocks[0].adapters)}
@@ -141,15 +160,16 @@ class MOS(Method):
         self.model.train()
         groups = [{"params": current}, {"params": self.model.head.parameters(), "lr": h.lr * h.head_lr_scale}]
         out = fit_task(self, groups, task, loss, after_step=after_step)
-        self.class_task[new] = t
+        self.slot_task[self.slot(new, t)] = t
         feats, labels = extract_features(self.model, task.train, device=self.device, cache=False)
-        self.stats.update(feats, labels)
+        self.stats.update(feats, self.slot(labels.to(self.device), t))
         if t > 0:
             generator = torch.Generator().manual_seed(derive_seed(self.info.seed, MOS_STREAM, t))
             out["ca_loss"] = align_classifier(
                 self.model.head,
                 self.stats,
-                list(task.seen_classes),
+                torch.nonzero(self.slot_task >= 0).flatten().tolist(),
+                labels=self.slot_class if self.domains else None,
                 epochs=h.ca_epochs,
                 samples_per_class=h.ca_samples,
                 lr=h.ca_lr,
@@ -158,35 +178,42 @@ class MOS(Method):
             )
         set_route(self.blocks, 0)
         feats, labels = extract_features(self.model, task.train, device=self.device, cache=False)
-        self.prototypes.update(feats, labels)
+        self.prototypes.update(feats, self.slot(labels.to(self.device), t))
         return out
 
     @torch.no_grad()
     def predict(self, x):
         self.model.eval()
-        set_route(self.blocks, 0)
-        proto = self.prototypes(self.model.features(x))
+        if not (self.slot_task >= 0).any():  # before the first task: the starting model
+            set_route(self.blocks, None)
+            return self.model(x)
         try:
-            logits = self.retrieve(x, self.class_task[proto.argmax(1)])
-        finally:  # never leave a per-sample route behind: the next caller's batch differs
             set_route(self.blocks, 0)
+            proto = self.prototypes(self.model.features(x))
+            logits = self.retrieve(x, self.slot_task[proto.argmax(1)])
+        finally:
+            set_route(self.blocks, 0)  # never leave a per-sample route behind
         if not self.hparams.ensemble:
             return logits
-        tasks = int(self.class_task.max()) + 1
+        if self.domains:  # a class's best cosine over the domains
+            proto = proto.view(len(x), self.info.num_tasks, self.info.num_classes).amax(1)
+        tasks = int(self.slot_task.max()) + 1
         return logits.softmax(1) + (proto * tasks).softmax(1)
 
     def retrieve(self, x: torch.Tensor, route: torch.Tensor) -> torch.Tensor:
         """Self-refined adapter retrieval, batched: head logits of each sample under the adapter
-        of the task its previous prediction belongs to, until no sample switches."""
-        seen = torch.where(self.class_task >= 0, 0.0, float("-inf"))
+        of the task its previous prediction belongs to, until no sample switches (class-
+        incremental; on domain-incremental streams the first answer is final)."""
+        seen = torch.full((self.info.num_classes,), float("-inf"), device=x.device)
+        seen[self.slot_class[self.slot_task >= 0]] = 0.0
 
         def head_logits(xs, r):
             set_route(self.blocks, r)
             return self.model.head(self.model.features(xs)) + seen
 
         logits = head_logits(x, route)
-        for _ in range(self.hparams.max_iter - 1):
-            proposed = self.class_task[logits.argmax(1)]
+        for _ in range(0 if self.domains else self.hparams.max_iter - 1):
+            proposed = self.slot_task[logits.argmax(1)]
             changed = proposed != route
             if not changed.any():
                 break

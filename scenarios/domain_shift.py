@@ -32,6 +32,7 @@ import torch
 
 from ctta import Scenario, TestBatch, TestStream, hp, register_scenario
 from ctta.kit import (
+    DEBUG_GLYPH_DOMAINS,
     ImageData,
     StreamOptions,
     UserError,
@@ -56,12 +57,7 @@ class DomainShift(Scenario):
 
     kind = "test_time"
     debug = {
-        "dataset": {
-            "name": "glyphs",
-            "chars": "abcdefgh",
-            "domains": ["sans", "serif", "mono"],
-            "per_class": 4,
-        },
+        "dataset": DEBUG_GLYPH_DOMAINS,
         "batch_size": 8,
         "source_epochs": 1,
     }
@@ -148,10 +144,10 @@ class DomainShift(Scenario):
         held_split = load_dataset(c.dataset, "test", image_size)
         trained, streamed = self.roles(names)
         stream_split = held_split if c.selection in ("training_domain", "oracle") else train_split
-        source = source_data(c, _domains(train_split, names, trained), seed)
+        source = source_data(c, train_split.with_domains(trained), seed)
         parts = []
         for i, dom in enumerate(streamed):
-            part = per_class(_domains(stream_split, names, [dom]), c.test_per_class, seed)
+            part = per_class(stream_split.with_domains([dom]), c.test_per_class, seed)
             parts.append(part.subset(zipf_subsample(part.targets, c.zipf, seed=derive_seed(seed, 7, i))))
         test = parts[0].union(*parts[1:])
         check_trained_classes(source, test, f"scenario 'domain_shift' (source domains {', '.join(trained)})")
@@ -188,7 +184,3 @@ class DomainShift(Scenario):
                 x, y = part.load(chunk)
                 yield TestBatch(x=x.to(device), index=index, domain=domain), y.to(device)
                 index += 1
-
-
-def _domains(data: ImageData, names: tuple[str, ...], chosen: list[str]) -> ImageData:
-    return data.subset(np.isin(data.domains, [names.index(d) for d in chosen]))

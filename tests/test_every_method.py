@@ -18,3 +18,7 @@ def test_method_runs_on_its_debug_scenarios(method):
             assert sum(rec["online_n"]) > 0
         else:
             assert len(rec["acc_seen"]) == len(rec["acc_matrix"]) >= 2
+        if rec["kind"] == "domain_incremental":  # every domain before and after every task
+            t = len(rec["acc_matrix"])
+            assert len(rec["acc_initial"]) == t and "fwt" in rec["metrics"]
+            assert all(len(row) == t and None not in row for row in rec["acc_matrix"])

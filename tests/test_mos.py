@@ -72,8 +72,8 @@ def test_per_sample_routing_equals_one_adapter_at_a_time(trained):
 def reference_predict(mos, x):
     """MOS's evaluation as in the reference code: every adapter's features for every sample,
     then a Python loop per sample over at most 4 head evaluations."""
-    tasks = int(mos.class_task.max()) + 1
-    seen = torch.where(mos.class_task >= 0, 0.0, float("-inf"))
+    tasks = int(mos.slot_task.max()) + 1
+    seen = torch.where(mos.slot_task >= 0, 0.0, float("-inf"))
     with torch.no_grad():
         set_route(mos.blocks, 0)
         proto = mos.prototypes(mos.model.features(x))
@@ -83,11 +83,11 @@ def reference_predict(mos, x):
             features.append(mos.model.features(x))
         out = []
         for i in range(len(x)):
-            adapter, loops = int(mos.class_task[proto[i].argmax()]), 0
+            adapter, loops = int(mos.slot_task[proto[i].argmax()]), 0
             while True:
                 loops += 1
                 logits = mos.model.head(features[adapter][i : i + 1]) + seen
-                proposed = int(mos.class_task[logits.argmax()])
+                proposed = int(mos.slot_task[logits.argmax()])
                 if loops >= 4 or proposed == adapter:
                     break
                 adapter = proposed

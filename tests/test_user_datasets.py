@@ -238,3 +238,12 @@ def test_every_scenario_takes_every_kind_of_source(tmp_path, factories):
         stream = tta.build(seed=0, image_size=8, device=cpu)
         assert sum(len(y) for _, y in stream.batches()) == len(stream.test) > 0
         assert not set(stream.info.source.sample_keys()) & set(stream.test.sample_keys())
+        # domains as recorded, or made by transforms where the source records none
+        domains = {"transforms": ["none", "rotate:90"]} if "domains" not in source else {}
+        dil = create_scenario("domain_incremental", dataset=source, **domains).build(
+            seed=0, image_size=8, device=cpu
+        )
+        assert dil.info.num_tasks == 2 and all(
+            t.classes == tuple(range(dil.info.num_classes)) for t in dil.tasks
+        )
+        assert all(len(t.train) > 0 for t in dil.tasks) and all(len(d) > 0 for d in dil.tests)

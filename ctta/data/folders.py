@@ -1,5 +1,5 @@
 """Images in class folders (ImageFolder layouts) and the named presets for the usual roots
-(CUB-200, miniImageNet, PACS, OfficeHome, DomainNet; ImageNet-R, -A and -Sketch are in
+(CUB-200, miniImageNet, PACS, OfficeHome, DomainNet, CORe50; ImageNet-R, -A and -Sketch are in
 `ctta.data.released`)."""
 
 from __future__ import annotations
@@ -142,4 +142,10 @@ folder_preset(
     "domainnet",
     "download DomainNet (DomainBed's download script) to root/<domain>/<class>/",
     domains=["clipart", "infograph", "painting", "quickdraw", "real", "sketch"],
+)
+folder_preset(
+    "core50",
+    "arrange CORe50 (the 128x128 cropped images, Lomonaco & Maltoni, CoRL 2017) as "
+    "root/<session>/<object>/ with sessions s1..s11 and objects o1..o50",
+    domains=[f"s{i}" for i in range(1, 12)],
 )

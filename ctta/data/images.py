@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.errors import UserError, few
+from ..core.errors import UserError, choices_error, few
 from ..core.files import content_key
 
 
@@ -99,6 +99,8 @@ class ImageData(torch.utils.data.Dataset):
         # ImageNet-1k class index of each class, when the classes are ImageNet wnids (ImageNet-R's
         # 200, ImageNet-C's 1000): a trained 1000-way head is restricted to them (ctta.data.released).
         self.imagenet_classes: tuple[int, ...] | None = None
+        # Key of what derived data (transformed domains) came from: identity() without hashing images
+        self.derivation: str | None = None
 
     @classmethod
     def from_arrays(
@@ -197,6 +199,7 @@ class ImageData(torch.utils.data.Dataset):
         )
         view.origin, view.reload, view.kept_classes = self.origin, self.reload, self.kept_classes
         view.imagenet_classes = self.imagenet_classes
+        view.derivation = self.derivation
         return view
 
     def union(self, *others: ImageData) -> ImageData:
@@ -219,7 +222,7 @@ class ImageData(torch.utils.data.Dataset):
             domain_names=self.domain_names,
             indices=self.indices[np.isin(self._all_targets[self.indices], classes)],
         )
-        view.origin, view.reload = self.origin, self.reload
+        view.origin, view.reload, view.derivation = self.origin, self.reload, self.derivation
         base = self.kept_classes
         view.kept_classes = tuple(classes) if base is None else tuple(base[c] for c in classes)
         if self.imagenet_classes is not None:
@@ -228,7 +231,9 @@ class ImageData(torch.utils.data.Dataset):
 
     def identity(self) -> str:
         """Content key of this view: where the data came from (or its bytes) and which samples."""
-        if self.origin is not None:
+        if self.derivation is not None:
+            base = {"derived": self.derivation}
+        elif self.origin is not None:
             spec, split, size = self.origin
             base = {"data": spec.as_dict(), "split": split, "image_size": size}
             if self._storage.fingerprint is not None:  # user files: caches follow their content
@@ -255,6 +260,13 @@ class ImageData(torch.utils.data.Dataset):
 
     def with_classes(self, classes: Sequence[int]) -> ImageData:
         return self.subset(np.isin(self.targets, np.asarray(classes)))
+
+    def with_domains(self, domains: Sequence[str]) -> ImageData:
+        """The samples of the named domains (a dataset that records domains)."""
+        unknown = [d for d in domains if d not in self.domain_names]
+        if self.domains is None or unknown:
+            raise choices_error(f"domain of {self.name}", (unknown or list(domains))[0], self.domain_names)
+        return self.subset(np.isin(self.domains, [self.domain_names.index(d) for d in domains]))
 
     def load(self, positions) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch of the samples at `positions`: (x float [B, C, H, W], y long [B])."""

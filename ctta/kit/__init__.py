@@ -17,6 +17,7 @@ from ..data.datasets import DataSpec, load_dataset
 from ..data.images import ImageData, check_trained_classes, iterate
 from ..data.released import CLEAN, Release, release_of
 from ..data.splits import POOLS, class_pool, per_class, sample_pool
+from ..data.transforms import TRANSFORM_SYNTAX, check_transform, transformed_domains
 from .adapters import (
     AdaptedBlock,
     Adapter,
@@ -57,6 +58,7 @@ from .stages import (
     stage_modules,
 )
 from .streams import (
+    DEBUG_GLYPH_DOMAINS,
     ORDERS,
     StreamOptions,
     batches_of,
@@ -64,8 +66,11 @@ from .streams import (
     class_proportions,
     class_stream,
     class_tasks,
+    domain_order,
+    domain_stream,
     source_data,
     source_recipe,
+    stream_info,
     stream_order,
     test_time_info,
     zipf_subsample,
@@ -149,6 +154,10 @@ __all__ = [
     "NoTrainingSplit",
     "Release",
     "release_of",
+    "TRANSFORM_SYNTAX",
+    "check_transform",
+    "transformed_domains",
+    "DEBUG_GLYPH_DOMAINS",
     "ORDERS",
     "StreamOptions",
     "batches_of",
@@ -156,8 +165,11 @@ __all__ = [
     "class_proportions",
     "class_stream",
     "class_tasks",
+    "domain_order",
+    "domain_stream",
     "source_data",
     "source_recipe",
+    "stream_info",
     "stream_order",
     "test_time_info",
     "zipf_subsample",

@@ -77,6 +77,7 @@ def align_classifier(
     stats: GaussianClassStats,
     classes: list[int],
     *,
+    labels: torch.Tensor | None = None,
     epochs: int,
     samples_per_class: int,
     lr: float,
@@ -87,21 +88,24 @@ def align_classifier(
     """Re-train `head` on features sampled from the class Gaussians of `classes`: every epoch
     draws `samples_per_class` features per class, shuffles them and takes mini-batches of
     `samples_per_class` (SGD with momentum, cosine schedule over epochs; MOS/SLCA recipe).
-    Cross-entropy is over `classes` only. Returns the last epoch's mean loss."""
+    Cross-entropy is over `classes` only. `labels` maps the entries of `stats` to head classes
+    when they are not the same (one Gaussian per domain and class: entry -> class); `classes`
+    then names entries. Returns the last epoch's mean loss."""
     opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     mask = torch.full((head.out_features,), float("-inf"), device=head.weight.device)
-    mask[classes] = 0.0
+    mask[classes if labels is None else labels[classes]] = 0.0
     head.train()
     loss_sum = 0.0
     for _ in range(epochs):
-        feats, labels = stats.sample(classes, samples_per_class, generator)
-        order = torch.randperm(len(labels), generator=generator).to(labels.device)
-        feats, labels = feats[order], labels[order]
-        loss_sum, batches = 0.0, math.ceil(len(labels) / samples_per_class)
+        feats, targets = stats.sample(classes, samples_per_class, generator)
+        targets = targets if labels is None else labels[targets]
+        order = torch.randperm(len(targets), generator=generator).to(targets.device)
+        feats, targets = feats[order], targets[order]
+        loss_sum, batches = 0.0, math.ceil(len(targets) / samples_per_class)
         for i in range(batches):
             sl = slice(i * samples_per_class, (i + 1) * samples_per_class)
-            loss = F.cross_entropy(head(feats[sl]) + mask, labels[sl])
+            loss = F.cross_entropy(head(feats[sl]) + mask, targets[sl])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -116,10 +116,12 @@ class PromptTuning(Method):
     the classes seen so far. Each task is trained for `base_epochs`/`epochs` by SGD (momentum
     0.9, cosine schedule) with a new optimiser; `mask_old` restricts the cross-entropy of
     later tasks to the new classes; `gradient_scale(task)` multiplies every gradient of the
-    task (0: no training).
+    task (0: no training). On domain-incremental streams the class set is known from the
+    start, so every class has its prompt from setup on (the untrained prompts score before the
+    first task) and every task trains on all classes.
     """
 
-    stream_kinds = frozenset({"class_incremental"})
+    stream_kinds = frozenset({"class_incremental", "domain_incremental"})
     requires = frozenset({"clip"})
     mask_old = False
 
@@ -138,7 +140,8 @@ class PromptTuning(Method):
         template = self.hparams.template or backbone.template
         texts = self.init_prompts(backbone, template, prompt_names(info.class_names))
         self.register_buffer("tokens", backbone.tokenize(texts))
-        self.seen: tuple[int, ...] = ()
+        every = tuple(range(info.num_classes))
+        self.seen: tuple[int, ...] = every if info.kind == "domain_incremental" else ()
         self._text: torch.Tensor | None = None  # class embeddings of the seen classes, for predict
 
     def init_prompts(self, backbone, template: str, names: list[str]) -> list[str]:

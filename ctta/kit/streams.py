@@ -1,8 +1,11 @@
-"""Building the streams scenarios yield: class-incremental task lists, and the order and class
-proportions of test-time streams.
+"""Building the streams scenarios yield: class- and domain-incremental task lists, and the
+order and class proportions of test-time streams.
 
 Class-incremental: class orders and task lists, shared by the class-incremental scenarios
 (B0/Bm splits, few-shot class-incremental sessions).
+
+Domain-incremental: one class set; task i brings the training data of domain i, and the
+engine scores every domain's test data after every task (and before the first).
 
 Test-time: a scenario decides *what* it streams (corrupted test images, an unseen domain);
 this module decides *in which order* and *in which class proportions*, the same way for
@@ -37,11 +40,27 @@ import numpy as np
 from ..api import ContinualStream, StreamInfo, Task
 from ..core.config import hp
 from ..core.errors import UserError
+from ..core.seeding import derive_seed
 from ..data.images import ImageData, check_trained_classes
 from ..data.splits import per_class
 
 ORDERS = ("iid", "class_sorted", "dirichlet")
 MAX_SLOTS = 100
+
+
+# A tiny glyph dataset with three domains: the debug instances of the domain scenarios share
+# it, so a test session renders it once.
+DEBUG_GLYPH_DOMAINS = {
+    "name": "glyphs",
+    "chars": "abcdefgh",
+    "domains": ["sans", "serif", "mono"],
+    "per_class": 4,
+}
+
+
+def stream_info(kind: str, data: ImageData, **fields) -> StreamInfo:
+    """StreamInfo of a stream of `kind` over the classes of `data` (labels 0..K-1)."""
+    return StreamInfo(kind=kind, num_classes=data.num_classes, class_names=data.class_names, **fields)
 
 
 # --------------------------------------------------------------------------- class-incremental
@@ -80,10 +99,9 @@ def class_stream(
 ) -> ContinualStream:
     """The class-incremental stream over data relabelled by `order`, its tasks of `sizes`
     classes; `extra` joins the class order and task sizes in the stream's metadata."""
-    info = StreamInfo(
-        kind="class_incremental",
-        num_classes=len(order),
-        class_names=train.class_names,
+    info = stream_info(
+        "class_incremental",
+        train,
         image_size=image_size,
         seed=seed,
         device=device,
@@ -92,6 +110,50 @@ def class_stream(
     )
     check_trained_classes(train, test, "class-incremental stream")
     tasks, tests = class_tasks(train, test, sizes)
+    return ContinualStream(info=info, tasks=tasks, tests=tests)
+
+
+# --------------------------------------------------------------------------- domain-incremental
+def domain_order(domains: Sequence[str], seed: int) -> list[str]:
+    """The domains in an order drawn from `seed` (the same permutation rule as class orders)."""
+    return class_order(list(domains), seed)
+
+
+def domain_stream(
+    train: ImageData,
+    test: ImageData,
+    order: Sequence[str],
+    *,
+    train_per_class: int = 0,
+    test_per_class: int = 0,
+    image_size,
+    seed,
+    device,
+    **extra,
+) -> ContinualStream:
+    """The domain-incremental stream over the domains `order` of `train` and `test` (datasets
+    that record domains): task i trains on domain order[i] and `tests[i]` is its test data,
+    each capped at `*_per_class` samples per class (0 = all); every task holds every class.
+    `extra` joins the domain order in the stream's metadata."""
+    classes = tuple(range(train.num_classes))
+    info = stream_info(
+        "domain_incremental",
+        train,
+        image_size=image_size,
+        seed=seed,
+        device=device,
+        num_tasks=len(order),
+        extra={"domain_order": list(order), **extra},
+    )
+    check_trained_classes(train, test, "domain-incremental stream")
+    tasks, tests = [], []
+    for i, domain in enumerate(order):
+        data = per_class(train.with_domains([domain]), train_per_class, derive_seed(seed, i))
+        tasks.append(Task(index=i, train=data, classes=classes, seen_classes=classes, domain=domain))
+        tests.append(per_class(test.with_domains([domain]), test_per_class, derive_seed(seed, i)))
+    empty = [d for d, t, s in zip(order, tasks, tests) if not len(t.train) or not len(s)]
+    if empty:
+        raise UserError(f"domain {empty[0]!r} has no training or no test samples in {train.name}")
     return ContinualStream(info=info, tasks=tasks, tests=tests)
 
 
@@ -211,10 +273,9 @@ def test_time_info(
     released test set gives its `test` data (the label space, ImageNet classes) and says why no
     source model may be trained (`source_training_refused`); its `source` may be None."""
     classes = source if source is not None else test
-    return StreamInfo(
-        kind="test_time",
-        num_classes=classes.num_classes,
-        class_names=classes.class_names,
+    return stream_info(
+        "test_time",
+        classes,
         image_size=image_size,
         seed=seed,
         device=device,

@@ -11,6 +11,22 @@ test data of tasks 0..i, i.e. on all classes seen so far):
 - bwt: mean_{j<T-1} (A[T-1, j] - A[j, j]) = -forgetting_first              (Lopez-Paz & Ranzato 2017)
 - perf_drop: acc_seen[0] - acc_seen[T-1]                                    (few-shot CIL "performance drop")
 
+Domain-incremental, from the full domain x domain matrix (A[i, j]: accuracy on domain j's
+test data after training on domains 0..i, defined for every j) and b[j], the accuracy of the
+method's starting model (after setup, before the first task) on domain j. acc_seen[i] is
+mean_{j<=i} A[i, j]: every domain weighs the same whatever its test size (GEM's ACC after
+task i). The metrics above keep their definitions (so avg_inc_acc is the average accuracy
+over the seen domains, averaged over tasks, and last_acc the final average accuracy over all
+domains; forgetting counts from the task that trained a domain, A[i, j] for i >= j), plus
+
+- fwt: mean_{j=1..T-1} (A[j-1, j] - b[j])                                  (Lopez-Paz & Ranzato 2017, GEM)
+
+forward transfer: the accuracy on domain j just before training on it, against the starting
+model's. GEM's b is a randomly initialised model; here it is the method's own starting point
+(the pretrained backbone with an untrained head, zero-shot CLIP, ...), so fwt measures what
+the earlier domains taught about domain j beyond the pretraining. A method with nothing to
+predict with before the first task (no prototype yet) starts at chance, 100 / classes.
+
 Test-time adaptation: online accuracy, i.e. the answer returned for each batch before any
 later adaptation, over the whole stream and per domain.
 
@@ -50,6 +66,17 @@ def continual_metrics(
     return out
 
 
+def domain_metrics(
+    matrix: Sequence[Sequence[float]], acc_seen: Sequence[float], initial: Sequence[float]
+) -> dict[str, float]:
+    """The continual metrics of a domain-incremental run plus forward transfer (module docstring)."""
+    out = continual_metrics(matrix, acc_seen)
+    a, b = np.asarray(matrix, dtype=float), np.asarray(initial, dtype=float)
+    t = len(a)
+    out["fwt"] = float(np.mean([a[j - 1, j] - b[j] for j in range(1, t)])) if t > 1 else 0.0
+    return out
+
+
 def online_metrics(n: Sequence[int], correct: Sequence[int], domain: Sequence[str]) -> dict[str, float]:
     """Overall and per-domain online accuracy (%), and error; per-domain keys are `acc@<domain>`."""
     n_arr, c_arr = np.asarray(n, dtype=float), np.asarray(correct, dtype=float)
@@ -65,6 +92,7 @@ def online_metrics(n: Sequence[int], correct: Sequence[int], domain: Sequence[st
 
 
 CONTINUAL_METRICS = tuple(continual_metrics([[50.0, None], [50.0, 50.0]], [50.0, 50.0]))
+DOMAIN_METRICS = tuple(domain_metrics([[50.0, 50.0], [50.0, 50.0]], [50.0, 50.0], [50.0, 50.0]))
 ONLINE_METRICS = tuple(k for k in online_metrics([1], [1], ["d"]) if not k.startswith("acc@"))
 LOWER_IS_BETTER = frozenset({"online_err", "forgetting_max", "forgetting_first", "perf_drop"})
 
@@ -74,7 +102,9 @@ def metric_direction(metric: str, kind: str, where: str) -> tuple[str, bool]:
     continual = kind != "test_time"
     if metric == "auto":
         metric = "last_acc" if continual else "online_acc"
-    valid = CONTINUAL_METRICS if continual else (*ONLINE_METRICS, "acc@<domain>")
+    valid = {"class_incremental": CONTINUAL_METRICS, "domain_incremental": DOMAIN_METRICS}.get(
+        kind, (*ONLINE_METRICS, "acc@<domain>")
+    )
     if metric not in valid and (continual or not metric.startswith("acc@")):
         raise UserError(
             f"{where}: metric: unknown {kind} metric {metric!r}; valid choices: {', '.join(valid)}"

@@ -29,6 +29,7 @@ from .results import Results, eval_records, honest_studies, load_results, nothin
 from .stats import interval
 
 CL_METRICS = ("avg_inc_acc", "last_acc", "forgetting_max", "bwt")
+DIL_METRICS = (*CL_METRICS, "fwt")
 TTA_METRICS = ("online_acc", "online_err", "vs_source")
 COST = ("trainable_params", "wall_s", "peak_mb")
 LABELS = {
@@ -36,6 +37,7 @@ LABELS = {
     "last_acc": "last acc (%)",
     "forgetting_max": "forgetting (pts)",
     "bwt": "BWT (pts)",
+    "fwt": "FWT (pts)",
     "online_acc": "online acc (%)",
     "online_err": "online err (%)",
     "vs_source": "vs source (pts)",
@@ -60,7 +62,7 @@ def metric_columns(runs: pd.DataFrame) -> list[str]:
             key=lambda c: list(runs.columns).index(c),
         )
         return [*domains, *TTA_METRICS]
-    return list(CL_METRICS)
+    return list(DIL_METRICS if kind == "domain_incremental" else CL_METRICS)
 
 
 def case_table(runs: pd.DataFrame, summary: pd.DataFrame, intervals: StudyIntervals) -> pd.DataFrame:

@@ -54,8 +54,8 @@ def _legend_right(fig, ax) -> None:
 
 
 def accuracy_curve(runs: pd.DataFrame, colors: dict) -> plt.Figure:
-    """1. Accuracy on all seen classes after each task, mean over seeds, band = 95 % bootstrap
-    interval over seeds."""
+    """1. Accuracy on all seen classes (domains) after each task, mean over seeds, band = 95 %
+    bootstrap interval over seeds."""
     fig, ax = plt.subplots(figsize=(COLUMN * 1.4, 2.4))
     boot = Bootstrap(sorted(runs["seed"].unique()))
     for method, group in runs.groupby("method"):
@@ -67,19 +67,26 @@ def accuracy_curve(runs: pd.DataFrame, colors: dict) -> plt.Figure:
                 [interval(boot.seed_mean(dict(zip(group["seed"], acc[:, t])))) for t in range(acc.shape[1])]
             )
             ax.fill_between(x, bounds[:, 0], bounds[:, 1], color=colors[method], alpha=0.2, lw=0)
-    ax.set(xlabel="after task", ylabel="accuracy on seen classes (%)", ylim=(0, 100))
+    seen = "domains" if _domain_incremental(runs) else "classes"
+    ax.set(xlabel="after task", ylabel=f"accuracy on seen {seen} (%)", ylim=(0, 100))
     ax.set_xticks(x)
     _legend_right(fig, ax)
     fig.tight_layout()
     return fig
 
 
+def _domain_incremental(runs: pd.DataFrame) -> bool:
+    return runs["kind"].iloc[0] == "domain_incremental"
+
+
 def mean_matrix(group: pd.DataFrame) -> np.ndarray:
-    """Mean accuracy matrix over seeds (NaN above the diagonal: tasks not yet seen)."""
-    mats = [
-        np.array([[np.nan if v is None else v for v in row] for row in m], dtype=float)
-        for m in group["acc_matrix"]
+    """Mean accuracy matrix over seeds (NaN above the diagonal: tasks not yet seen). Domain-
+    incremental runs score every domain, before the first task too: that row comes first."""
+    rows = [
+        ([list(r["acc_initial"])] if isinstance(r.get("acc_initial"), list) else []) + list(r["acc_matrix"])
+        for _, r in group.iterrows()
     ]
+    mats = [np.array([[np.nan if v is None else v for v in row] for row in m], dtype=float) for m in rows]
     stack = np.stack(mats)
     seen = ~np.isnan(stack)
     with np.errstate(invalid="ignore"):  # 0 / 0 above the diagonal stays NaN
@@ -87,20 +94,36 @@ def mean_matrix(group: pd.DataFrame) -> np.ndarray:
 
 
 def accuracy_matrices(runs: pd.DataFrame) -> plt.Figure:
-    """2. Accuracy-matrix heatmap per method: row i = after task i, column j = task j."""
+    """2. Accuracy-matrix heatmap per method: row i = after task i, column j = task j; for
+    domain-incremental runs the full domain x domain matrix (future domains above the
+    diagonal) under a first row "start" (before the first task)."""
     methods = sorted(runs["method"].unique())
     cols = min(4, len(methods))
     rows = -(-len(methods) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(PAGE, 1.8 * rows + 0.3), squeeze=False)
+    domains = _domain_incremental(runs)
+    height = 2.1 if domains else 1.8  # room for domain names
+    fig, axes = plt.subplots(rows, cols, figsize=(PAGE, height * rows + 0.3), squeeze=False)
     for ax in axes.flat[len(methods) :]:
         ax.axis("off")
-    for ax, method in zip(axes.flat, methods):
+    # one domain order in every run: name the domains; orders drawn per seed: number them
+    orders = {tuple(o) for o in runs["domain_order"]} if domains and "domain_order" in runs else set()
+    names = list(orders.pop()) if len(orders) == 1 else None
+    for i, (ax, method) in enumerate(zip(axes.flat, methods)):
         m = mean_matrix(runs[runs.method == method])
         im = ax.imshow(m, vmin=0, vmax=100, cmap="viridis")
         ax.set_title(method)
-        ax.set(xlabel="task j", ylabel="after task i")
-        ax.set_xticks(range(m.shape[1]), range(1, m.shape[1] + 1))
-        ax.set_yticks(range(m.shape[0]), range(1, m.shape[0] + 1))
+        n = m.shape[1]
+        if domains:
+            # every panel has the same axes: names on the outer ones only, so none overlap
+            labels = names or [str(j) for j in range(1, n + 1)]
+            left, bottom = i % cols == 0, i + cols >= len(methods)
+            ax.set_xticks(range(n), labels if bottom else [], rotation=45, ha="right", fontsize=6)
+            ax.set_yticks(range(m.shape[0]), ["start", *labels][: m.shape[0]] if left else [], fontsize=6)
+            ax.set(xlabel="domain j" if bottom else "", ylabel="after domain i" if left else "")
+        else:
+            ax.set(xlabel="task j", ylabel="after task i")
+            ax.set_xticks(range(n), range(1, n + 1))
+            ax.set_yticks(range(m.shape[0]), range(1, m.shape[0] + 1))
     fig.colorbar(im, ax=axes, label="accuracy (%)", shrink=0.8)
     return fig
 

@@ -1,7 +1,9 @@
 """The engine: runs one (scenario, method, hyperparameters, backbone, seed) and records it.
 
 Continual learning: after every task the method is scored on the test data of every task
-seen so far (accuracy matrix). Test-time adaptation: each batch's returned prediction is
+seen so far (accuracy matrix); on domain-incremental streams on every domain's test data,
+seen or not, and once before the first task (the full domain x domain matrix, for forward
+transfer). Test-time adaptation: each batch's returned prediction is
 scored as it comes (online accuracy); labels never leave this module. Every run yields one
 JSON record with its metrics, costs and versions, written atomically into the store; a run
 that raises or diverges is recorded as failed with the reason. With a store, a run is
@@ -14,13 +16,11 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import platform
 import re
 import socket
 import time
 import traceback
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +32,14 @@ from ..core.errors import UserError
 from ..core.progress import bar as progress_bar
 from ..core.registry import create_method, create_scenario
 from ..core.seeding import seed_everything
-from ..core.version import VERSION
 from ..data.images import iterate
 from ..kit.features import cached, extract_features
 from ..kit.source import source_model
 from ..models.factory import create_backbone
-from ..plan.metrics import continual_metrics, online_metrics
+from ..plan.metrics import continual_metrics, domain_metrics, online_metrics
 from ..plan.spec import RunSpec
 from .checkpoints import discard, load_checkpoint, restore, save_checkpoint
+from .costs import PeakMemory, now, versions
 from .store import Store
 from .trackers import Tracker
 
@@ -175,7 +175,7 @@ def _execute(
         "device": str(dev),
         "host": socket.gethostname(),
         "versions": versions(),
-        "started_at": _now(),
+        "started_at": now(),
     }
     t0, cpu0 = time.perf_counter(), time.process_time()
     try:
@@ -201,7 +201,7 @@ def _execute(
     # CPU seconds of this process over the run (every thread): unlike wall time, nearly
     # independent of what else the machine runs, so costs compare across shared machines
     record["cpu_s"] = time.process_time() - cpu0
-    record["finished_at"] = _now()
+    record["finished_at"] = now()
     record["total_params"] = sum(p.numel() for p in backbone.parameters())
     if store is not None:  # the record first: the claim is only given up once the run is recorded
         store.write_record(record)
@@ -223,11 +223,16 @@ def _run_continual(
 ) -> dict:
     info = stream.info
     n_tasks = len(stream.tasks)
+    # Domain-incremental: every domain's test data after every task, and once before the first
+    # (forward transfer); class-incremental: the tasks seen so far.
+    full = info.kind == "domain_incremental"
     resumable = ckpt is not None and method.resumable
     saved = load_checkpoint(ckpt, spec.run_id, n_tasks) if resumable else None
     method_s = _setup(method, backbone, info)
     if saved is not None:
         try:
+            if full and not isinstance(saved.get("initial"), list):
+                raise ValueError("no scores of the starting model")
             restore(method, saved, stream.tasks[: saved["next_task"]])
         except Exception as exc:  # it does not fit this method (changed code, another version)
             discard(ckpt, exc)
@@ -237,10 +242,22 @@ def _run_continual(
     matrix: list[list[float | None]] = saved["matrix"] if saved else []
     acc_seen: list[float] = saved["acc_seen"] if saved else []
     logs: list[dict[str, float]] = saved["logs"] if saved else []
+    initial: list[float] | None = saved.get("initial") if saved else None
     start = saved["next_task"] if saved else 0
     if saved:
         method_s = saved["method_s"]  # what a run without interruption counts: setup once
         log.info("resuming %s at task %d", spec.run_id, start)
+    elif full:
+        t = time.perf_counter()
+        every = torch.arange(info.num_classes, device=info.device)
+        initial = [
+            100.0 * c / max(n, 1)
+            for c, n in (
+                _score(method, backbone, d, every, info, where=f"domain {j} before task 0", start=True)
+                for j, d in enumerate(stream.tests)
+            )
+        ]
+        method_s += time.perf_counter() - t
     bar = progress_bar(n_tasks, f"{spec.method['name']} tasks", unit="task", initial=start, enabled=progress)
     for task in stream.tasks[start:]:
         t = time.perf_counter()
@@ -254,36 +271,48 @@ def _run_continual(
         seen = torch.as_tensor(task.seen_classes, device=info.device)
         correct, counts = [], []
         t = time.perf_counter()
-        for j in range(task.index + 1):
+        for j in range(n_tasks if full else task.index + 1):
             c, n = _score(
                 method, backbone, stream.tests[j], seen, info, where=f"task {j} after task {task.index}"
             )
             correct.append(c)
             counts.append(n)
         method_s += time.perf_counter() - t
-        matrix.append(
-            [100.0 * c / max(n, 1) for c, n in zip(correct, counts)] + [None] * (n_tasks - task.index - 1)
-        )
-        acc_seen.append(100.0 * sum(correct) / max(sum(counts), 1))
-        if resumable and task.index + 1 < n_tasks:
+        row = [100.0 * c / max(n, 1) for c, n in zip(correct, counts)]
+        matrix.append(row + [None] * (n_tasks - len(row)))
+        k = task.index + 1
+        # a domain weighs as much as any other however many test images it has (GEM's ACC)
+        acc_seen.append(float(np.mean(row[:k])) if full else 100.0 * sum(correct) / max(sum(counts), 1))
+        if resumable and k < n_tasks:
             progress_so_far = {"matrix": matrix, "acc_seen": acc_seen, "logs": logs, "method_s": method_s}
-            save_checkpoint(ckpt, spec.run_id, method, next_task=task.index + 1, **progress_so_far)
+            if full:
+                progress_so_far["initial"] = initial
+            save_checkpoint(ckpt, spec.run_id, method, next_task=k, **progress_so_far)
         bar.update(1)
     bar.close()
-    return {
+    result = {
         **getattr(method, "record_fields", {}),  # a checkpoint from before record_fields lacks them
-        "metrics": continual_metrics(matrix, acc_seen),
+        "metrics": domain_metrics(matrix, acc_seen, initial) if full else continual_metrics(matrix, acc_seen),
         "acc_matrix": matrix,
         "acc_seen": acc_seen,
         "task_logs": logs,
         "method_s": method_s,
         "trainable_params": method.trainable_parameters(),
     }
+    if full:
+        result["acc_initial"] = initial
+        result["domain_order"] = list(info.extra.get("domain_order", []))
+    return result
 
 
 @torch.no_grad()
-def _score(method: Method, backbone, data, seen: torch.Tensor, info, where: str) -> tuple[int, int]:
-    """(correct, total) of the method on `data`, restricted to the classes seen so far."""
+def _score(
+    method: Method, backbone, data, seen: torch.Tensor, info, where: str, start: bool = False
+) -> tuple[float, int]:
+    """(correct, total) of the method on `data`, restricted to the classes seen so far.
+    `start`: before the first task, where a method may have nothing to predict with yet
+    (no prototype, no prompt): a sample whose logits are all -inf counts as a uniform guess,
+    1 / number of classes correct."""
     method.eval()
     mask = torch.full((info.num_classes,), float("-inf"), device=info.device)
     mask[seen] = 0.0
@@ -292,13 +321,15 @@ def _score(method: Method, backbone, data, seen: torch.Tensor, info, where: str)
         batches = ((method.predict_features(f), y) for f, y in zip(feats.split(1024), labels.split(1024)))
     else:
         batches = ((method.predict(x), y) for x, y in iterate(data, 256, device=info.device))
-    correct = total = 0
+    correct, total = 0.0, 0
     for logits, y in batches:
-        if not torch.isfinite(logits[:, seen]).all():
+        blank = (logits[:, seen] == float("-inf")).all(1) if start else torch.zeros_like(y, dtype=torch.bool)
+        if not torch.isfinite(logits[~blank][:, seen]).all():
             raise RunFailed(f"non-finite logits on {where}")
-        correct += int(((logits + mask).argmax(1) == y).sum())
+        hits = ((logits + mask).argmax(1) == y) & ~blank
+        correct += int(hits.sum()) + float(blank.sum()) / len(seen)
         total += len(y)
-    return correct, total
+    return (correct if start else int(correct)), total
 
 
 # --------------------------------------------------------------------------- test-time adaptation
@@ -355,48 +386,3 @@ def _run_test_time(spec: RunSpec, backbone, stream: TestStream, method: Method, 
 def _features(backbone, x: torch.Tensor) -> torch.Tensor:
     backbone.eval()
     return backbone.features(x)
-
-
-# --------------------------------------------------------------------------- costs and provenance
-class PeakMemory:
-    """Peak memory of the run in MB: on a GPU, CUDA's max allocated bytes above the level at the
-    start. On the CPU nothing is recorded (None, shown as n/a): the resident set's growth over a
-    run measures the process's history more than the method. The peak RSS rise (VmHWM) of the
-    same debug run was 17-25 MB as a process's first run, 3-7 MB after another run, 2-7 MB when
-    repeated (caches warm), against differences of 2-5 MB between methods; the 5 ms sampling it
-    replaces gave 0.0-12.5 MB for one run."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.peak_mb: float | None = None
-        self.kind = "cuda_max_allocated" if device.type == "cuda" else "not_measured_on_cpu"
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._base = torch.cuda.memory_allocated(self.device)
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            self.peak_mb = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
-        return False
-
-
-def versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    out = {
-        "ctta": VERSION,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "timm": version("timm"),
-        "numpy": np.__version__,
-    }
-    if torch.cuda.is_available():
-        out["cuda_device"] = torch.cuda.get_device_name()
-    return out
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -137,7 +137,16 @@ class Store:
 
 
 # --------------------------------------------------------------------------- collect
-LIST_FIELDS = ("acc_matrix", "acc_seen", "online_n", "online_correct", "online_domain", "task_logs")
+LIST_FIELDS = (
+    "acc_matrix",
+    "acc_seen",
+    "acc_initial",
+    "domain_order",
+    "online_n",
+    "online_correct",
+    "online_domain",
+    "task_logs",
+)
 
 
 def flatten_record(rec: dict) -> dict[str, Any]:
@@ -162,7 +171,16 @@ def flatten_record(rec: dict) -> dict[str, Any]:
             if k != "name":
                 row[f"{prefix}.{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else v
     row.update(rec.get("metrics", {}))
-    for key in ("wall_s", "cpu_s", "method_s", "peak_mb", "trainable_params", "total_params", "device", "finished_at"):
+    for key in (
+        "wall_s",
+        "cpu_s",
+        "method_s",
+        "peak_mb",
+        "trainable_params",
+        "total_params",
+        "device",
+        "finished_at",
+    ):
         row[key] = rec.get(key)
     for key in LIST_FIELDS:
         if key in rec:
