@@ -30,7 +30,8 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from ctta.data.corruptions import _PARAMS, CORRUPTIONS, corrupt
+from ctta.data.corruptions import CORRUPTIONS, corrupt
+from ctta.data.corruptions.params import _PARAMS
 
 SEVERITY = 3
 Reference = Callable[[np.ndarray, tuple, np.random.RandomState], np.ndarray]
