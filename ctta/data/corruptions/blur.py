@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -84,13 +85,15 @@ def _glass_blur(x: Tensor, c: tuple, s: float, gen: torch.Generator) -> Tensor:
     return _gaussian_blur(x, sigma)
 
 
-def _disk_kernel(radius: float, alias_sigma: float, like: Tensor) -> Tensor:
+@functools.lru_cache(maxsize=32)
+def _disk_kernel(radius: float, alias_sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
     """The original ``disk``: a normalised binary disk on a grid of half-size max(8, radius),
     smoothed by cv2.GaussianBlur (3x3, or 5x5 for radius > 8, OpenCV border), then cropped to its
-    non-zero support (exact, the cropped taps are zero)."""
+    non-zero support (exact, the cropped taps are zero). Cached: CPU chunks reuse it."""
+    like = torch.empty(0, dtype=dtype, device=device)
     half = 8 if radius <= 8 else math.ceil(radius)
-    t = torch.arange(-half, half + 1, device=like.device, dtype=like.dtype)
-    disk = ((t[:, None] ** 2 + t[None, :] ** 2) <= radius**2).to(like.dtype)
+    t = torch.arange(-half, half + 1, device=device, dtype=dtype)
+    disk = ((t[:, None] ** 2 + t[None, :] ** 2) <= radius**2).to(dtype)
     ksize = 3 if radius <= 8 else 5
     taps = _gaussian_taps(max(alias_sigma, 1e-6), ksize // 2, like)
     m = _filter_matrix(2 * half + 1, taps, "reflect101")
@@ -102,7 +105,7 @@ def _disk_kernel(radius: float, alias_sigma: float, like: Tensor) -> Tensor:
 def _defocus_blur(x: Tensor, c: tuple, s: float, gen: torch.Generator) -> Tensor:
     """Correlation with an anti-aliased disk (cv2.filter2D, OpenCV border). Exact port; for scaled
     sizes the radius and anti-alias sigma are scaled and the grid half-size is ceil(radius)."""
-    return _correlate_fft(x, _disk_kernel(c[0] * s, c[1] * s, x)[None], "reflect101")
+    return _correlate_fft(x, _disk_kernel(c[0] * s, c[1] * s, x.dtype, x.device)[None], "reflect101")
 
 
 def _motion_blur_corruption(x: Tensor, c: tuple, s: float, gen: torch.Generator) -> Tensor:

@@ -23,7 +23,7 @@ def _impulse_noise(x: Tensor, c: float, s: float, gen: torch.Generator) -> Tenso
     half by 1. Exact (matches current skimage; skimage < 0.17 drew ceil(c * size / 2) coordinates
     with replacement, i.e. slightly fewer distinct pixels)."""
     u = _rand(gen, *x.shape, like=x)
-    return torch.where(u < c / 2, torch.zeros_like(x), torch.where(u < c, torch.ones_like(x), x))
+    return torch.where(u < c, (u >= c / 2).to(x.dtype), x)  # pepper below c / 2, salt up to c
 
 
 def _speckle_noise(x: Tensor, c: float, s: float, gen: torch.Generator) -> Tensor:

@@ -37,15 +37,30 @@ def _snow(x: Tensor, c: tuple, s: float, gen: torch.Generator) -> Tensor:
     return x + layer + layer.flip(-2, -1)
 
 
-def _frost_texture(b: int, h: int, w: int, pixel: float, gen: torch.Generator, like: Tensor) -> Tensor:
-    """Procedural stand-in for the six frost photographs: [B, 3, h, w] in [0, 1].
+# Per-photograph statistics of the five frost photographs that the original draws from (its
+# ``randint(5)`` never picks the sixth), measured on 200 random 224 px crops of each (the CIFAR
+# script's 0.2x-shrunk 32 px crops agree within 0.02): RGB mean, standard deviation of the crop
+# means (one shared draw per image), RGB standard deviation within a crop.
+_FROST_PHOTOS = (
+    ((0.299, 0.579, 0.644), (0.057, 0.031, 0.024), (0.092, 0.055, 0.052)),
+    ((0.775, 0.791, 0.827), (0.021, 0.024, 0.025), (0.077, 0.079, 0.082)),
+    ((0.776, 0.793, 0.829), (0.023, 0.025, 0.027), (0.077, 0.079, 0.082)),
+    ((0.571, 0.629, 0.680), (0.025, 0.024, 0.026), (0.102, 0.102, 0.107)),
+    ((0.399, 0.444, 0.490), (0.050, 0.048, 0.045), (0.143, 0.141, 0.138)),
+)
 
-    Ice needles of four lengths (4 to 32 photo pixels, one random direction per length and image)
-    grow from random seeds whose density follows a plasma-fractal "cover" map, over a haze that also
-    follows the cover, tinted pale blue. Mean about 0.45 with near-white needles: chosen by eye to
-    resemble the photographs, not fitted to them. ``pixel`` is the size of a photo pixel in image
-    pixels (0.2 s for CIFAR, whose script shrinks the photos by 0.2; s for ImageNet); the texture is
-    rendered at photo resolution, at most 2x supersampled, and resized with antialiasing.
+
+def _frost_texture(b: int, h: int, w: int, pixel: float, gen: torch.Generator, like: Tensor) -> Tensor:
+    """Procedural stand-in for the frost photographs: [B, 3, h, w] in [0, 1].
+
+    Shape: ice needles of four lengths (4 to 32 photo pixels, one random direction per length and
+    image) grow from random seeds whose density follows a plasma-fractal "cover" map, over a haze
+    that also follows the cover (drawn by eye after the photographs). Statistics: each image picks
+    one of the five photographs, and its texture is standardised and given that photograph's RGB
+    mean (plus a crop-to-crop shift) and within-crop contrast (``_FROST_PHOTOS``), so the first two
+    moments per channel match the original's mixture. ``pixel`` is the size of a photo pixel in
+    image pixels (0.2 s for CIFAR, whose script shrinks the photos by 0.2; s for ImageNet); the
+    texture is rendered at photo resolution, at most 2x supersampled, and resized with antialiasing.
     """
     q = min(1 / pixel, 2.0)  # render pixels per image pixel
     f = pixel * q  # render pixels per photo pixel
@@ -68,15 +83,20 @@ def _frost_texture(b: int, h: int, w: int, pixel: float, gen: torch.Generator, l
         where = (bi[:, None].expand_as(py), py.clamp(0, rh - 1), px.clamp(0, rw - 1))
         needles.index_put_(where, value, accumulate=True)
     needles = _gaussian_blur(needles[:, None], 0.5 * f).clamp(0, 1.2)
-    texture = (0.2 + 0.45 * cover + 0.5 * needles).clamp(0, 1)
+    texture = 0.45 * cover + 0.5 * needles
     if (rh, rw) != (h, w):
         texture = F.interpolate(texture, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-    return texture * torch.tensor([0.86, 0.93, 1.0], device=like.device, dtype=like.dtype).view(1, 3, 1, 1)
+    mean, std = texture.mean((2, 3), keepdim=True), texture.std((2, 3), keepdim=True).clamp_min(1e-6)
+    photos = torch.tensor(_FROST_PHOTOS, device=like.device, dtype=like.dtype)[..., None, None]
+    photo = photos[(_rand(gen, b, like=like) * len(_FROST_PHOTOS)).long()]  # [B, 3 stats, 3 RGB, 1, 1]
+    shift = photo[:, 1] * _randn(gen, b, 1, 1, 1, like=like)
+    return (photo[:, 0] + shift + photo[:, 2] * (texture - mean) / std).clamp(0, 1)
 
 
 def _frost(x: Tensor, c: tuple, s: float, gen: torch.Generator) -> Tensor:
     """c0 * x + c1 * frost with the original constants. Approximation: the frost layer is the
-    procedural ``_frost_texture`` (the original crops one of six photographs, which cannot ship)."""
+    procedural ``_frost_texture`` with the photographs' colour and contrast statistics (the original
+    crops one of the photographs, which are not shipped)."""
     b, _, h, w = x.shape
     return c[0] * x + c[1] * _frost_texture(b, h, w, c[2] * s, gen, x)
 
