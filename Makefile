@@ -12,6 +12,9 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@# The reference package of the corruption parity test; its dependencies come with [dev]
+	@# (headless OpenCV instead of the opencv-python its metadata names).
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps imagecorruptions==1.1.2
 	@touch $@
 
 # The default offline benchmark (protocols/default.yaml): resumable, rerun it at any time.
