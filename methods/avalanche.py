@@ -135,9 +135,14 @@ class AvalancheMethod(Method):
         self._seen: list[int] = []
 
     def learn(self, task: Task) -> dict[str, float]:
-        with warnings.catch_warnings():  # Avalanche 0.6 warns about its own plugin API on every task
-            warnings.filterwarnings("ignore", category=DeprecationWarning, module="avalanche")
+        # Avalanche 0.6 warns about its own plugin API on every task, and its deprecation
+        # decorator resets the filters first (simplefilter "once"), so an ignore filter is not
+        # enough: catch everything, drop its own deprecations, pass the rest on.
+        with warnings.catch_warnings(record=True) as caught:
             self.strategy.train(self._experience(task), eval_streams=[])
+        for w in caught:
+            if not (issubclass(w.category, DeprecationWarning) and "avalanche" in w.filename):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return {"steps": float(self.strategy.clock.train_exp_iterations)}
 
     def _experience(self, task: Task):

@@ -68,3 +68,25 @@ def test_importing_ctta_and_its_methods_does_not_import_avalanche():
     code = "import sys, ctta; ctta.list_methods(); print('avalanche' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_learning_prints_none_of_avalanches_own_deprecations_but_passes_other_warnings_on(monkeypatch):
+    import warnings
+
+    spec = RunSpec.parse(
+        {"scenario": CL_DEBUG, "method": {"name": "avalanche:LwF", "epochs": 1}, "backbone": "debug_vit"}
+    )
+    backbone, stream, method = prepare(spec, torch.device("cpu"))
+    method.attach(backbone, stream.info)
+    train = method.strategy.train
+
+    def train_and_warn(*args, **kwargs):
+        warnings.warn("from the training loop", UserWarning, stacklevel=1)
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(method.strategy, "train", train_and_warn)
+    warnings.onceregistry.clear()  # Avalanche warns "once": as if this process had not warned yet
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        method.learn(stream.tasks[0])
+    assert [str(w.message) for w in caught] == ["from the training loop"]

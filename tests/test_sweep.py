@@ -323,3 +323,27 @@ def test_cross_scenario_refuses_a_test_scenario_that_is_a_validation_scenario(tm
         UserError, match=r"test scenario 'class_incremental\[.*increment=5.*' is also a validation"
     ):
         sweep.prepare(None)
+
+
+def test_launch_runs_only_the_named_studies_and_names_the_valid_ones(tmp_path, capsys):
+    study = {**TUNE_EVAL, "methods": {"simplecil": {}}}
+    path = write_sweep(
+        tmp_path / "s.yaml",
+        {"cil": study, "cil_oracle": {"protocol": "oracle", "of": "cil"}},
+        defaults=DEFAULTS,
+    )
+    res = tmp_path / "res"
+    main(["sweep", "launch", path, "--results", str(res), "--launcher", "debug", "--study", "cil_oracle"])
+    oracle_runs = {r.run_id for r in load_sweep(path).only(["cil_oracle"]).plan({})}
+    assert {p.parent.name for p in (res / "runs").glob("*/record.json")} == oracle_runs
+    assert sorted(p.name for p in (res / "studies").glob("*.json")) == ["cil_oracle.json"]
+    main(["sweep", "launch", path, "--results", str(res), "--launcher", "debug"])  # the rest, same store
+    records = {r["run_id"]: r for r in Store(res).records()}
+    assert {r.run_id for r in load_sweep(path).plan(records)} == set(records) > oracle_runs
+    assert all(r["status"] == "done" for r in records.values())
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", "launch", path, "--results", str(res), "--study", "cl"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert "unknown study in" in err and "'cl'; valid choices: cil, cil_oracle" in err

@@ -120,6 +120,9 @@ def status_cmd(sweep_file: str, results: str | None) -> None:
     "--launcher", type=click.Choice(["local", "debug", "slurm"]), default="local", show_default=True
 )
 @click.option("--jobs", type=int, help="local: parallel runs (default: one per GPU, else one per core).")
+@click.option(
+    "--study", "only", multiple=True, help="Run only this study of the file (repeatable; default: all)."
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--retry-failed", is_flag=True, help="Run failed runs again.")
 @click.option(
@@ -136,7 +139,7 @@ def status_cmd(sweep_file: str, results: str | None) -> None:
 @click.option("--per-task", type=int, default=1, show_default=True, help="slurm: runs per array task.")
 @tracker_options
 def launch_cmd(
-    sweep_file, results, launcher, jobs, device, retry_failed, reclaim, tracker, tracker_dir, **slurm
+    sweep_file, results, launcher, jobs, only, device, retry_failed, reclaim, tracker, tracker_dir, **slurm
 ) -> None:
     """Run every run that has no record yet (tune runs first, eval runs as tuning finishes)."""
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -146,6 +149,7 @@ def launch_cmd(
     from ..sweep.launchers import make_launcher
 
     sweep, store = _open(sweep_file, results)
+    sweep = sweep.only(only)
     tracking = make_tracker(tracker, tracker_dir, store.root)
     if launcher != "slurm" and any(
         slurm[k] != d for k, d in (("partition", None), ("mem_gb", None), ("gpus_per_task", 0))

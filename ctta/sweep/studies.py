@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from ..core.config import as_dict, load_yaml
-from ..core.errors import UserError
+from ..core.errors import UserError, choices_error
 from ..core.files import atomic_write_bytes, content_key
 from ..core.registry import METHODS, PROTOCOLS, create_scenario
 from ..models.factory import create_backbone
@@ -62,6 +62,19 @@ class Sweep:
     _backbones: dict[str, Any] = field(default_factory=dict, repr=False)
     _checks: dict[str, dict] = field(default_factory=dict, repr=False)
     _streams: dict[tuple, Any] = field(default_factory=dict, repr=False)
+
+    def only(self, names: list[str] | tuple[str, ...]) -> Sweep:
+        """The sweep restricted to the studies `names` (all of them when empty): a long sweep
+        file can run family by family into one store, each family complete before the next."""
+        known = [s.study for s in self.studies]
+        for name in names:
+            if name not in known:
+                raise choices_error(f"study in {self.path}:", name, known)
+        return (
+            self
+            if not names
+            else dataclasses.replace(self, studies=[s for s in self.studies if s.study in names])
+        )
 
     # -- planning ---------------------------------------------------------------------------
     def plan(self, records: Mapping[str, dict]) -> list[PlannedRun]:
