@@ -347,3 +347,23 @@ def test_launch_runs_only_the_named_studies_and_names_the_valid_ones(tmp_path, c
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "Traceback" not in err
     assert "unknown study in" in err and "'cl'; valid choices: cil, cil_oracle" in err
+
+
+def test_a_free_worker_skips_the_runs_of_a_family_whose_pilot_is_still_running():
+    from types import SimpleNamespace
+
+    from ctta.sweep.launchers import _Families
+
+    def run(method, lr, backbone="tiny_vit"):
+        spec = SimpleNamespace(method={"name": method, "lr": lr}, backbone={"name": backbone})
+        return SimpleNamespace(spec=spec, name=f"{method}/{lr}/{backbone}")
+
+    families = _Families()
+    queue = [run("itta", 1), run("itta", 2), run("itta", 1, "small_cnn"), run("tent", 1)]
+    first = queue.pop(families.pick(queue))
+    second = queue.pop(families.pick(queue))
+    assert (first.name, second.name) == ("itta/1/tiny_vit", "itta/1/small_cnn")  # another family
+    assert queue.pop(families.pick(queue)).name == "tent/1/tiny_vit"
+    assert families.pick(queue) == 0  # only a waiting family left: no worker is left idle
+    families.finished(first)  # the pilot is done: its family runs freely
+    assert queue[families.pick(queue)].name == "itta/2/tiny_vit"

@@ -17,6 +17,7 @@ process holds it); records are atomic, so any launcher can be killed at any time
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -139,19 +140,24 @@ class LocalLauncher:
             initargs=(os.getpid(), self.threads, slots, plugin_classes()),
         )
         futures: dict[Any, Any] = {}
+        pending: list = []
+        families = _Families()
 
-        def submit(runs) -> None:
-            for run in runs:
+        def dispatch() -> None:  # runs are handed out one per free worker, pilots first
+            while pending and len(futures) < self.jobs:
+                run = pending.pop(families.pick(pending))
                 spec = run.spec.as_dict()
                 retried = run.run_id in retry
                 futures[pool.submit(execute_run, spec, self.root, self.device, retried, self.tracker)] = run
 
         try:
-            submit(next_runs())
+            pending.extend(next_runs())
+            dispatch()
             while futures:
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for future in done:
                     run = futures.pop(future)
+                    families.finished(run)
                     try:
                         finished(run, elsewhere=future.result() == RUNNING)
                     except BrokenProcessPool:
@@ -159,7 +165,9 @@ class LocalLauncher:
                         raise
                     except Exception as exc:  # a UserError or a crash outside the engine's recording
                         finished(run, f"{type(exc).__name__}: {exc}")
-                submit(next_runs())
+                dispatch()  # first from what is queued: re-planning may take a moment
+                pending.extend(next_runs())
+                dispatch()
         except BrokenProcessPool:
             for run in futures.values():
                 finished(run, "worker process died")
@@ -169,6 +177,35 @@ class LocalLauncher:
             ) from None
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Families:
+    """Which queued run a free worker gets. The first run of a (method, backbone) family in a
+    launch is its pilot: it builds what the family's runs share and cache (a source model that
+    ITTA trains for 70 s, the features a prototype method extracts), behind a file lock. Until
+    the pilot finishes, other runs of its family wait in the queue and free workers take other
+    families, instead of sitting on the lock."""
+
+    def __init__(self):
+        self.flying: set[str] = set()  # families whose pilot is running
+        self.warm: set[str] = set()  # families with a finished run
+
+    @staticmethod
+    def of(run) -> str:
+        return json.dumps([run.spec.method["name"], run.spec.backbone], sort_keys=True, default=str)
+
+    def pick(self, queue: list) -> int:
+        """Index of the run to start: the first whose family is warm or has no pilot running
+        (the first of the queue when every family waits: a worker that waits on a lock then is
+        no worse off than an idle one)."""
+        index = next((i for i, run in enumerate(queue) if self.of(run) not in self.flying - self.warm), 0)
+        family = self.of(queue[index])
+        if family not in self.warm:
+            self.flying.add(family)
+        return index
+
+    def finished(self, run) -> None:
+        self.warm.add(self.of(run))
 
 
 def _worker_context():
