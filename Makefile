@@ -30,11 +30,11 @@ demo: $(STAMP)
 	echo "leaderboard: runs/default/leaderboard/leaderboard.md (and .html); figures: runs/default/figures/" && \
 	echo "make demo: $$(( $$(date +%s) - start )) s wall"
 
-# The committed results/ (leaderboard and figures shown in README.md), redrawn from runs/default.
+# The committed results/default/ (the quick showcase in README.md), redrawn from runs/default.
 results: demo
-	$(BIN)/ctta leaderboard runs/default --out results
-	$(BIN)/ctta claims runs/default --out results >/dev/null
-	$(BIN)/ctta plot runs/default --out results/figures
+	$(BIN)/ctta leaderboard runs/default --out results/default
+	$(BIN)/ctta claims runs/default --out results/default >/dev/null
+	$(BIN)/ctta plot runs/default --out results/default/figures
 
 # The suite runs with a throw-away local Slurm cluster (installed when missing, stopped on exit).
 test: $(STAMP) chromium
