@@ -172,3 +172,15 @@ def test_reality_check_needs_a_pair_whose_order_flips():
         "a vs b" in table.loc["reality_check", "evidence"]
         and "100%" in table.loc["reality_check", "evidence"]
     )
+
+
+def test_reality_check_waits_for_an_oracle_study_that_has_not_finished():
+    records = [{"run_id": f"r{s}", "kind": "class_incremental", "scenario": "class_incremental",
+                "last_acc": 50.0 + s, "method": "a", "seed": s} for s in SEEDS]  # fmt: skip
+    runs = [_run("cil", "a", "glyphs", s, f"r{s}") for s in SEEDS]
+    gap = pd.DataFrame(
+        [{"study": "cil", "oracle_study": "cil_oracle", "method": m, "metric": "last_acc", "honest": 52.0,
+          "oracle": np.nan} for m in "ab"]  # fmt: skip
+    )
+    table = evaluate_claims(_results(records, runs, studies=("cil",), gap=gap)).set_index("claim")
+    assert table.loc["reality_check", "verdict"] == "not measured"

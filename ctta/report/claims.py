@@ -246,6 +246,8 @@ def _reality_check(res: Results, studies: dict[str, pd.DataFrame]) -> list[dict]
         if res.gap.empty or study not in set(res.gap["study"]):
             continue
         gap = res.gap[res.gap.study == study].dropna(subset=["honest", "oracle"])
+        if len(gap) < 2:  # the oracle study is still running: no pair to compare yet
+            continue
         metric = gap["metric"].iloc[0]
         sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
         iv = study_intervals(res, study, runs)
