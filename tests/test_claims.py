@@ -179,8 +179,30 @@ def test_reality_check_waits_for_an_oracle_study_that_has_not_finished():
                 "last_acc": 50.0 + s, "method": "a", "seed": s} for s in SEEDS]  # fmt: skip
     runs = [_run("cil", "a", "glyphs", s, f"r{s}") for s in SEEDS]
     gap = pd.DataFrame(
-        [{"study": "cil", "oracle_study": "cil_oracle", "method": m, "metric": "last_acc", "honest": 52.0,
-          "oracle": np.nan} for m in "ab"]  # fmt: skip
+        [
+            {
+                "study": "cil",
+                "oracle_study": "cil_oracle",
+                "method": m,
+                "metric": "last_acc",
+                "honest": 52.0,
+                "oracle": np.nan,
+            }
+            for m in "ab"
+        ]  # fmt: skip
     )
     table = evaluate_claims(_results(records, runs, studies=("cil",), gap=gap)).set_index("claim")
     assert table.loc["reality_check", "verdict"] == "not measured"
+
+
+def test_hfts_claim_is_tested_on_domain_incremental_studies_too():
+    records, runs = [], []
+    for method, forgetting in (("hft", [2.0, 3.0, 2.5, 2.0, 3.5]), ("finetune", [9.0, 8.0, 10.0, 9.5, 8.5])):
+        for seed, v in zip(SEEDS, forgetting):
+            run_id = f"{method}-{seed}"
+            records.append({"run_id": run_id, "kind": "domain_incremental", "scenario": "domain_incremental",
+                            "forgetting_max": v, "method": method, "seed": seed})  # fmt: skip
+            runs.append(_run("dil", method, "glyph_domains", seed, run_id))
+    table = evaluate_claims(_results(records, runs, studies=("dil",))).set_index("claim")
+    assert table.loc["hft_forgets_less", "study"] == "dil"
+    assert table.loc["hft_forgets_less", "verdict"] == "holds"
