@@ -110,12 +110,9 @@ def main() -> None:
     if missing:
         print(f"skipped: real-data files missing in {folder}: {', '.join(missing)} (see --data)")
         return
-    try:
-        package = imagecorruptions_compat.load()
-    except ImportError as error:
-        print(f"skipped: {error}")
+    package = imagecorruptions_compat.load_for_benchmark()
+    if package is None:
         return
-    torch.set_num_threads(1)
     names, severities = args.names.split(","), [int(s) for s in args.severities.split(",")]
     data = np.load(folder / DATA)
     small, labels = data["x_test"][: args.images_32], data["y_test"][: args.images_32]

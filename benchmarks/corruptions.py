@@ -99,13 +99,9 @@ def main() -> None:
     parser.add_argument("--names", default=",".join(CORRUPTIONS))
     args = parser.parse_args()
     batch, repeats, budget = (8, 2, 0.1) if args.quick else (args.batch, args.repeats, args.budget)
-    try:
-        package = imagecorruptions_compat.load()
-    except ImportError as error:
-        print(f"skipped: {error}")
+    package = imagecorruptions_compat.load_for_benchmark()
+    if package is None:
         return
-    torch.set_num_threads(1)
-    package.corruptions.cv2.setNumThreads(1)
     cifar = imagecorruptions_compat.cifar_functions(package, _PARAMS)
     small, large, source = load_images(Path(args.data), batch)
     load = os.getloadavg()

@@ -62,6 +62,21 @@ def load() -> types.ModuleType:
     return package
 
 
+def load_for_benchmark():
+    """``load()`` for the benchmark scripts: None (after saying why) when the package is missing,
+    else the package with torch and OpenCV on one thread, so both sides run alike."""
+    try:
+        package = load()
+    except ImportError as error:
+        print(f"skipped: {error}")
+        return None
+    import torch
+
+    torch.set_num_threads(1)
+    package.corruptions.cv2.setNumThreads(1)
+    return package
+
+
 # The package implements the ImageNet-C recipe only. For the CIFAR comparison its own functions are
 # recompiled with the constants of Hendrycks' make_cifar_c.py (ctta's ``cifar`` table) in place of
 # their statement ``c = [...][severity - 1]``; frost also shrinks its photographs by 0.2, as
