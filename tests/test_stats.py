@@ -112,3 +112,31 @@ def test_a_rank_change_within_the_noise_is_uncertain():
     iv = StudyIntervals(honest, oracle, replicates=500)
     p = iv.order_flip("last_acc", "a", "b")
     assert 0.1 < p < 0.9  # the swap happens in some replicates, not in all
+
+
+def test_no_rank_change_while_the_oracle_has_not_scored_every_method():
+    from ctta.report.intervals import StudyIntervals
+    from ctta.report.tables import gap_table
+
+    honest = _cl_runs({"a": [50, 51, 52, 53, 54], "b": [60, 61, 62, 63, 64]})
+    oracle = _cl_runs({"a": [50, 51, 52, 53, 54]})  # b's oracle runs are still to come
+    gaps = StudyIntervals(honest, oracle, replicates=100).gap_table("last_acc", ["a", "b"])
+    assert gaps.loc["a", ["gap_lo", "gap_hi"]].tolist() == [0, 0]  # a's gap is measured
+    assert np.isnan(gaps.loc["a", "rank_change_lo"]) and np.isnan(gaps.loc["a", "rank_change_p"])
+    summary = pd.DataFrame(
+        [
+            {
+                "study": s,
+                "method": m,
+                "metric": "last_acc",
+                "protocol": "tune_eval",
+                "score": v,
+                "score_std": 0.0,
+                "chosen_config": "{}",
+                "rank": r,
+            }
+            for s, m, v, r in (("cil", "a", 52, 2), ("cil", "b", 62, 1), ("cil_oracle", "a", 52, 1))
+        ]  # fmt: skip
+    )
+    table = gap_table(summary, {"cil_oracle": "cil"}).set_index("method")
+    assert table.loc["a", "gap"] == 0 and np.isnan(table.loc["a", "rank_change"])

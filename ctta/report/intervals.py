@@ -82,6 +82,8 @@ class StudyIntervals:
         honest = np.array([self.score(m, metric) for m in methods])
         oracle = np.array([self.score(m, metric, oracle=True) for m in methods])
         rank_honest, rank_oracle = ranks(honest, higher), ranks(oracle, higher)
+        if not np.isfinite(oracle).any(axis=1).all():  # the oracle has not scored every method yet
+            rank_oracle = np.full_like(rank_oracle, np.nan)
         replicates = {
             "honest": honest,
             "oracle": oracle,

@@ -198,6 +198,10 @@ def gap_table(summaries: pd.DataFrame, oracles: Mapping[str, str]) -> pd.DataFra
             )
     df = pd.DataFrame(rows)
     if not df.empty:
+        # ranks compare only when the oracle scored every method (an oracle study still running
+        # would rank its finished methods among themselves)
+        partial = df.groupby("study")["oracle"].transform(lambda o: o.isna().any())
+        df.loc[partial, "rank_oracle"] = math.nan
         df["rank_change"] = df["rank_honest"] - df["rank_oracle"]
     return df
 
