@@ -18,8 +18,9 @@ Verdicts (the thresholds are the module's constants):
 
 A study matches a claim when its scored scenarios are of one of the claim's scenario kinds
 (HFT's forgetting is tested on class- and domain-incremental streams: the paper's claim is
-about forgetting, not about new classes) and it holds the claim's methods; a side's scenarios are those whose options match the side's `where` (e.g.
-`order: iid`). Every honest study that matches is tested.
+about forgetting, not about new classes) and it holds the claim's methods; a side's
+scenarios are those whose options match the side's `where` (e.g. `order: iid`). Every honest
+study that matches is tested.
 """
 
 from __future__ import annotations

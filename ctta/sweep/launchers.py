@@ -187,7 +187,7 @@ class _Families:
     families, instead of sitting on the lock."""
 
     def __init__(self):
-        self.flying: set[str] = set()  # families whose pilot is running
+        self.started: set[str] = set()  # families with a run handed out
         self.warm: set[str] = set()  # families with a finished run
 
     @staticmethod
@@ -195,13 +195,12 @@ class _Families:
         return json.dumps([run.spec.method["name"], run.spec.backbone], sort_keys=True, default=str)
 
     def pick(self, queue: list) -> int:
-        """Index of the run to start: the first whose family is warm or has no pilot running
-        (the first of the queue when every family waits: a worker that waits on a lock then is
-        no worse off than an idle one)."""
-        index = next((i for i, run in enumerate(queue) if self.of(run) not in self.flying - self.warm), 0)
-        family = self.of(queue[index])
-        if family not in self.warm:
-            self.flying.add(family)
+        """Index of the run to start: the first whose family is warm or has not started (the
+        first of the queue when every family waits: a worker that waits on a lock then is no
+        worse off than an idle one)."""
+        piloting = self.started - self.warm
+        index = next((i for i, run in enumerate(queue) if self.of(run) not in piloting), 0)
+        self.started.add(self.of(queue[index]))
         return index
 
     def finished(self, run) -> None:

@@ -70,11 +70,9 @@ class Sweep:
         for name in names:
             if name not in known:
                 raise choices_error(f"study in {self.path}:", name, known)
-        return (
-            self
-            if not names
-            else dataclasses.replace(self, studies=[s for s in self.studies if s.study in names])
-        )
+        if not names:
+            return self
+        return dataclasses.replace(self, studies=[s for s in self.studies if s.study in names])
 
     # -- planning ---------------------------------------------------------------------------
     def plan(self, records: Mapping[str, dict]) -> list[PlannedRun]:
