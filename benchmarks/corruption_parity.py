@@ -15,6 +15,9 @@ absent. For each of the 15 corruptions and 5 severities, on the same clean image
   transform has no counterpart). PSNR as above, and the accuracy of the pretrained CIFAR-10
   ResNet-20 (akamaster) on both outputs, with the paired standard error of the difference.
 
+Frost is also held against make_cifar_c.py's own recipe (``imagecorruptions_compat.original_cifar_frost``):
+the package enlarges its photographs by 1.1 before cropping, the original does not.
+
 Verdicts: PSNR "same" when the means differ by at most 0.5 dB, "close" up to 1.5 dB; accuracy
 "same" when the difference is within 2 paired standard errors or 2 points. Randomness differs
 by design (torch generator against numpy's global stream), so only distributions are compared.
@@ -123,6 +126,7 @@ def main() -> None:
         ]
     )
     cifar = imagecorruptions_compat.cifar_functions(package, _PARAMS)
+    original_frost = imagecorruptions_compat.original_cifar_frost(package, _PARAMS)
     predict = load_classifier(folder)
     clean_accuracy = 100 * (predict(small) == labels).mean()
     print(
@@ -162,6 +166,15 @@ def main() -> None:
                 cells += f" | {a.mean():.2f} ± {a.std():.2f} | - | - | {row['acc_ctta']:.1f} | - | - | - |"
             rows.append(row)
             print(f"| {name} | {severity} | {cells}", flush=True)
+            if name == "frost":
+                theirs = package_uint8(small, original_frost, severity, severity)
+                row["original"] = compare_accuracy(predict(ours), predict(theirs), labels)
+                o = row["original"]
+                print(
+                    f"  frost {severity} against make_cifar_c.py's recipe (no 1.1 enlargement): ctta {o['acc_ctta']:.1f}, "
+                    f"original {o['acc_package']:.1f}, diff {o['diff']:+.1f} ± {o['se']:.1f} ({o['verdict']})",
+                    flush=True,
+                )
             print(f"  {name} {severity}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
     if args.out:
         Path(args.out).write_text(json.dumps({"clean_accuracy": clean_accuracy, "rows": rows}, indent=1))

@@ -116,3 +116,26 @@ def cifar_functions(package: types.ModuleType, params: dict) -> dict:
         exec(compile(ast.fix_missing_locations(tree), f"<{name} with CIFAR constants>", "exec"), namespace)
         functions[name] = namespace[name]
     return functions
+
+
+def original_cifar_frost(package: types.ModuleType, params: dict):
+    """make_cifar_c.py's frost, ``f(PIL image, severity)``, on the package's photographs: shrink one
+    of the first five by 0.2 (cv2.resize), crop 32 px, add. The package's own frost also enlarges
+    the photograph by 1.1 (bicubic) before cropping, which the original does not, so frost is
+    held against this one as well."""
+    module = package.corruptions
+    folder = os.path.join(os.path.dirname(module.__file__), "frost")
+    names = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")
+    photos = [
+        module.cv2.resize(module.cv2.imread(os.path.join(folder, n)), (0, 0), fx=0.2, fy=0.2) for n in names
+    ]
+    np = module.np
+
+    def frost(image, severity):
+        c = params["frost"]["cifar"][severity - 1]
+        photo = photos[np.random.randint(5)]
+        top, left = np.random.randint(0, photo.shape[0] - 32), np.random.randint(0, photo.shape[1] - 32)
+        layer = photo[top : top + 32, left : left + 32][..., [2, 1, 0]]
+        return np.clip(c[0] * np.array(image) + c[1] * layer, 0, 255)
+
+    return frost

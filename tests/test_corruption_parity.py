@@ -91,8 +91,9 @@ RANDOM = [
 @pytest.mark.parametrize("name, severity, size, n, tolerance", RANDOM, ids=[r[0] for r in RANDOM])
 def test_random_corruptions_match_the_package_in_distribution(package, name, severity, size, n, tolerance):
     """Mean PSNR over images within ``tolerance`` dB. Noise PSNR hardly varies between draws (0.03 dB
-    at 64 px); fog's fractal and frost's photograph (ours: a texture with the photographs' colour
-    and contrast statistics) vary by 1-2 dB per image, hence the wider tolerances."""
+    at 64 px); fog's fractal and frost's crop of a photograph (the same photographs; the package
+    also enlarges them by 1.1, the original does not) vary by 1-2 dB per image, hence the wider
+    tolerances."""
     x = images(n, size, seed=5)
     clean = x.permute(0, 2, 3, 1).double().numpy() * 255
     ours, theirs = both(package, x, name, severity, seed=1)

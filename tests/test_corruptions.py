@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -381,6 +382,64 @@ def test_pixelate_matches_pillow(variant, cifar, imagenet):
         expected = pil_round_trip(x, pixelate)
         out = corrupt(pil_round_trip(x, lambda img: img), "pixelate", severity)
         assert float((out - expected).abs().max()) <= 1.01 / 255  # Pillow rounds each pass to 8 bits
+
+
+def photographs(step: int) -> list[torch.Tensor]:
+    """The shipped frost photographs, every ``step``-th pixel from the third on (OpenCV's bilinear
+    resize by exactly 1/5 samples pixels 5i + 2)."""
+    folder = Path(weather.__file__).parent / "frost"
+    out = []
+    for name in ("frost1.png", "frost2.png", "frost4.jpg", "frost5.jpg"):
+        photo = torch.from_numpy(np.asarray(Image.open(folder / name).convert("RGB")).copy()).permute(2, 0, 1)
+        out.append(photo[:, (step - 1) // 2 :: step, (step - 1) // 2 :: step].double() / 255)
+    return out
+
+
+def source_photo(layer: torch.Tensor, photos: list[torch.Tensor]) -> int | None:
+    """Index of the photograph that ``layer`` is a crop of, else None."""
+    h, w = layer.shape[-2:]
+    for index, photo in enumerate(photos):
+        corners = photo[:, : photo.shape[1] - h + 1, : photo.shape[2] - w + 1]
+        for top, left in ((corners - layer[:, :1, :1]).abs() < 1e-9).all(0).nonzero():
+            if torch.allclose(photo[:, top : top + h, left : left + w], layer, atol=1e-6):
+                return index
+    return None
+
+
+@pytest.mark.parametrize("variant, size, step, n", [("cifar", 32, 5, 40), ("imagenet", 224, 1, 6)])
+def test_frost_pastes_crops_of_the_original_photographs(variant, size, step, n):
+    """On a black image frost is c1 times a crop of one of the photographs: at full resolution for
+    ImageNet, shrunk by 0.2 the way make_cifar_c.py's cv2.resize does for CIFAR; on CIFAR, 40
+    images draw every photograph."""
+    x = torch.zeros(n, 3, size, size, dtype=torch.float64)
+    c = params._PARAMS["frost"][variant][4]
+    photos = photographs(step)
+    sources = [
+        source_photo(layer, photos) for layer in corrupt(x, "frost", 5, seed=3, variant=variant) / c[1]
+    ]
+    assert None not in sources
+    assert variant == "imagenet" or set(sources) == set(range(len(photos)))
+
+
+def test_pixelate_on_non_square_images_matches_pillow_and_both_row_passes_agree():
+    """Rows and columns use their own maps (37 x 53 px), and the CPU row pass (a segment sum over
+    the runs of ``rows``) equals the BOX matrix product that other devices use."""
+    x = pil_round_trip(natural_images(2, 64)[..., :37, :53].contiguous(), lambda img: img)
+    for c in (0.9, 0.6, 0.33):
+
+        def pixelate(img, c=c):
+            return img.resize((int(53 * c), int(37 * c)), Image.BOX).resize((53, 37), Image.BOX)
+
+        assert (
+            float((digital._pixelate(x, c, 1.0, None) - pil_round_trip(x, pixelate)).abs().max())
+            <= 1.01 / 255
+        )
+        for n in (37, 53, 224):
+            down, rows, _ = digital._pixelate_maps(n, c, torch.float64, torch.device("cpu"))
+            sums = torch.zeros(len(down), n, dtype=torch.float64).index_add_(
+                0, rows, torch.eye(n, dtype=torch.float64)
+            )
+            torch.testing.assert_close(sums / down.count_nonzero(1)[:, None], down)
 
 
 @pytest.mark.parametrize("codec", digital._JPEG_CODECS, ids=lambda f: f.__name__.strip("_"))

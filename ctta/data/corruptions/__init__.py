@@ -15,9 +15,9 @@ streaks) are FFT correlations; larger zooms use ``interpolate``, warps ``grid_sa
 
 Fidelity. Randomness cannot match the original numpy streams, so "exact" below means the same
 formula and the same distribution. Exact: the noises, gaussian/defocus/zoom blur, contrast,
-brightness, saturate, pixelate, fog, glass blur, elastic transform, jpeg. Close re-implementations of
-external tools: motion blur and snow (ImageMagick's motion kernel), spatter (OpenCV's Canny and
-distance transform). Approximation: frost (procedural ice texture, the photographs cannot ship).
+brightness, saturate, pixelate, fog, glass blur, elastic transform, jpeg, frost (the original's
+photographs ship in ``frost/``). Close re-implementations of external tools: motion blur and snow
+(ImageMagick's motion kernel), spatter (OpenCV's Canny and distance transform).
 Each function's docstring states its deviations. Nothing is quantised to 8 bits except where the
 original algorithm does so explicitly (glass blur, snow, spatter, jpeg).
 

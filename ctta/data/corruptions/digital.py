@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from .ops import _gaussian_blur, _hsv_adjust, _rand, _separable
+from .ops import _gaussian_blur, _hsv_adjust, _rand
 
 
 def _brightness(x: Tensor, c: float, s: float, gen: torch.Generator) -> Tensor:
@@ -81,20 +81,34 @@ def _pil_box_matrix(n_in: int, n_out: int, dtype: torch.dtype, device: torch.dev
 
 
 @functools.lru_cache(maxsize=64)
-def _pixelate_maps(n: int, c: float, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Along one axis of n pixels: the [int(n c), n] BOX downscale matrix, and for each output pixel
-    the one small pixel that the BOX upscale copies (an upscaling box of support 0.5 covers exactly
-    one source pixel: Pillow's BOX and NEAREST agree there). Cached: CPU chunks reuse them."""
+def _pixelate_maps(
+    n: int, c: float, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Along one axis of n pixels: the [int(n c), n] BOX downscale matrix, the small pixel each
+    input pixel falls in (its weights are 0 or 1 over runs that partition the axis), and for each
+    output pixel the one small pixel that the BOX upscale copies (an upscaling box of support 0.5
+    covers exactly one source pixel: Pillow's BOX and NEAREST agree there). Cached: CPU chunks
+    reuse them."""
     m = int(n * c)
-    return _pil_box_matrix(n, m, dtype, device), _pil_box_matrix(m, n, dtype, device).argmax(1)
+    down = _pil_box_matrix(n, m, dtype, device)
+    return down, down.argmax(0), _pil_box_matrix(m, n, dtype, device).argmax(1)
 
 
 def _pixelate(x: Tensor, c: float, s: float, gen: torch.Generator) -> Tensor:
-    """Pillow BOX resize to int(size * c) and back. Exact linear port: a matrix per axis down, a
-    gather up (3x faster than a matrix per axis for both); Pillow additionally rounds to 8 bits
-    after each pass."""
-    (down_h, up_h), (down_w, up_w) = (_pixelate_maps(n, c, x.dtype, x.device) for n in x.shape[-2:])
-    return _separable(x, down_h, down_w).index_select(-2, up_h).index_select(-1, up_w)
+    """Pillow BOX resize to int(size * c) and back. Exact linear port (Pillow additionally rounds
+    to 8 bits after each pass): down along the rows, then the columns; up by gathers. On CPU the
+    row pass is a segment sum (``index_add_``, 2x faster overall than the matrix product, which
+    costs int(n c) multiply-adds per pixel); elsewhere it stays a matrix product, deterministic
+    where ``index_add_``'s atomics are not. Along the last axis the gather is ``gather`` with an
+    expanded index: ``index_select`` there is 6x slower on CPU."""
+    (down_h, rows, up_h), (down_w, _, up_w) = (_pixelate_maps(n, c, x.dtype, x.device) for n in x.shape[-2:])
+    if x.device.type == "cpu":
+        small = x.new_zeros(*x.shape[:-2], len(down_h), x.shape[-1]).index_add_(-2, rows, x)
+        small = small.div_(down_h.count_nonzero(1)[:, None].to(x.dtype))
+    else:
+        small = down_h @ x
+    small = (small @ down_w.T).index_select(-2, up_h)
+    return small.gather(-1, up_w.expand(*small.shape[:-1], len(up_w)))
 
 
 def _jpeg_compression(x: Tensor, c: int, s: float, gen: torch.Generator) -> Tensor:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import math
+from importlib import resources
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 
 from .ops import (
@@ -37,68 +42,54 @@ def _snow(x: Tensor, c: tuple, s: float, gen: torch.Generator) -> Tensor:
     return x + layer + layer.flip(-2, -1)
 
 
-# Per-photograph statistics of the five frost photographs that the original draws from (its
-# ``randint(5)`` never picks the sixth), measured on 200 random 224 px crops of each (the CIFAR
-# script's 0.2x-shrunk 32 px crops agree within 0.02): RGB mean, standard deviation of the crop
-# means (one shared draw per image), RGB standard deviation within a crop.
-_FROST_PHOTOS = (
-    ((0.299, 0.579, 0.644), (0.057, 0.031, 0.024), (0.092, 0.055, 0.052)),
-    ((0.775, 0.791, 0.827), (0.021, 0.024, 0.025), (0.077, 0.079, 0.082)),
-    ((0.776, 0.793, 0.829), (0.023, 0.025, 0.027), (0.077, 0.079, 0.082)),
-    ((0.571, 0.629, 0.680), (0.025, 0.024, 0.026), (0.102, 0.102, 0.107)),
-    ((0.399, 0.444, 0.490), (0.050, 0.048, 0.045), (0.143, 0.141, 0.138)),
-)
+# The five photographs the original draws from (``randint(5)``; its third is the second's pixels
+# again): see frost/NOTICE.md.
+_FROST_FILES = ("frost1.png", "frost2.png", "frost2.png", "frost4.jpg", "frost5.jpg")
 
 
-def _frost_texture(b: int, h: int, w: int, pixel: float, gen: torch.Generator, like: Tensor) -> Tensor:
-    """Procedural stand-in for the frost photographs: [B, 3, h, w] in [0, 1].
-
-    Shape: ice needles of four lengths (4 to 32 photo pixels, one random direction per length and
-    image) grow from random seeds whose density follows a plasma-fractal "cover" map, over a haze
-    that also follows the cover (drawn by eye after the photographs). Statistics: each image picks
-    one of the five photographs, and its texture is standardised and given that photograph's RGB
-    mean (plus a crop-to-crop shift) and within-crop contrast (``_FROST_PHOTOS``), so the first two
-    moments per channel match the original's mixture. ``pixel`` is the size of a photo pixel in
-    image pixels (0.2 s for CIFAR, whose script shrinks the photos by 0.2; s for ImageNet); the
-    texture is rendered at photo resolution, at most 2x supersampled, and resized with antialiasing.
-    """
-    q = min(1 / pixel, 2.0)  # render pixels per image pixel
-    f = pixel * q  # render pixels per photo pixel
-    rh, rw = max(2, round(h * q)), max(2, round(w * q))
-    cover = _plasma_fractal(b, max(rh, rw), 1.8, gen, like)[:, None, :rh, :rw]
-    # Needle k (length 4 f 2^k) seeds with probability 0.12 cover^2 / length: one uniform per pixel,
-    # scaled so that the bands [0, 1), [1, 1.5), [1.5, 1.75), [1.75, 1.875) pick k = 0..3.
-    t = _rand(gen, b, rh, rw, like=like) * (4 * f * f / 0.12) / cover[:, 0].square().clamp_min(1e-6)
-    kind = (t >= 1).long() + (t >= 1.5) + (t >= 1.75) + (t >= 1.875)
-    angles = torch.deg2rad(_rand(gen, 4, b, like=like) * 360)
-    needles = torch.zeros(b, rh, rw, device=like.device, dtype=like.dtype)
-    for k in range(4):
-        length = 4 * f * 2**k
-        bi, y, x = (kind == k).nonzero(as_tuple=True)
-        i = torch.arange(math.floor(2 * length) + 1, device=like.device, dtype=like.dtype)
-        py = y[:, None] + torch.round(i * torch.sin(angles[k, bi, None])).long()
-        px = x[:, None] + torch.round(i * torch.cos(angles[k, bi, None])).long()
-        # Taps outside the image add 0 at a clamped position (cheaper than boolean indexing).
-        value = torch.exp(-0.5 * (i / length) ** 2) * ((py >= 0) & (py < rh) & (px >= 0) & (px < rw))
-        where = (bi[:, None].expand_as(py), py.clamp(0, rh - 1), px.clamp(0, rw - 1))
-        needles.index_put_(where, value, accumulate=True)
-    needles = _gaussian_blur(needles[:, None], 0.5 * f).clamp(0, 1.2)
-    texture = 0.45 * cover + 0.5 * needles
-    if (rh, rw) != (h, w):
-        texture = F.interpolate(texture, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-    mean, std = texture.mean((2, 3), keepdim=True), texture.std((2, 3), keepdim=True).clamp_min(1e-6)
-    photos = torch.tensor(_FROST_PHOTOS, device=like.device, dtype=like.dtype)[..., None, None]
-    photo = photos[(_rand(gen, b, like=like) * len(_FROST_PHOTOS)).long()]  # [B, 3 stats, 3 RGB, 1, 1]
-    shift = photo[:, 1] * _randn(gen, b, 1, 1, 1, like=like)
-    return (photo[:, 0] + shift + photo[:, 2] * (texture - mean) / std).clamp(0, 1)
+@functools.lru_cache(maxsize=8)
+def _frost_photos(
+    pixel: float, h: int, w: int, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, ...]:
+    """The photographs as [3, H, W] tensors in [0, 1], resized by ``pixel`` (photo pixels are
+    ``pixel`` image pixels) with bilinear interpolation at half-pixel centres, as OpenCV's
+    default ``cv2.resize`` (at the CIFAR script's 0.2 that samples every fifth pixel exactly), and
+    enlarged further where a crop of h x w would not fit. Cached: every batch reuses them."""
+    folder = resources.files(__package__) / "frost"
+    photos = []
+    for name in _FROST_FILES:
+        with Image.open(io.BytesIO((folder / name).read_bytes())) as image:
+            photo = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
+        photo = photo.to(device, dtype)[None] / 255
+        ph, pw = photo.shape[-2:]
+        if int(ph * pixel) >= h and int(pw * pixel) >= w:
+            if pixel != 1:  # OpenCV's sampling positions: a scale of exactly 1 / pixel, not in / out
+                photo = F.interpolate(
+                    photo, scale_factor=pixel, mode="bilinear", recompute_scale_factor=False
+                )
+        else:  # a crop would not fit: enlarge, keeping the aspect ratio
+            f = max(pixel, h / ph, w / pw)
+            size = (max(h, math.ceil(ph * f)), max(w, math.ceil(pw * f)))
+            photo = F.interpolate(photo, size=size, mode="bilinear")
+        photos.append(photo[0])
+    return tuple(photos)
 
 
 def _frost(x: Tensor, c: tuple, s: float, gen: torch.Generator) -> Tensor:
-    """c0 * x + c1 * frost with the original constants. Approximation: the frost layer is the
-    procedural ``_frost_texture`` with the photographs' colour and contrast statistics (the original
-    crops one of the photographs, which are not shipped)."""
+    """c0 * x + c1 * a random h x w crop of one of the five frost photographs (uniform choice and
+    offset per image), the photographs shrunk by c2 * s (0.2 for CIFAR, 1 for ImageNet at 224 px).
+    Exact: the original's photographs and recipe; only the random draws differ."""
     b, _, h, w = x.shape
-    return c[0] * x + c[1] * _frost_texture(b, h, w, c[2] * s, gen, x)
+    photos = _frost_photos(c[2] * s, h, w, x.dtype, x.device)
+    which = (_rand(gen, b, like=x) * len(photos)).long().tolist()
+    corner = _rand(gen, b, 2, like=x).tolist()
+    crops = []
+    for k, (u, v) in zip(which, corner):
+        photo = photos[k]
+        # randint(0, n - size): the last offset is excluded, as in the original.
+        top, left = int(u * max(photo.shape[1] - h, 1)), int(v * max(photo.shape[2] - w, 1))
+        crops.append(photo[:, top : top + h, left : left + w])
+    return c[0] * x + c[1] * torch.stack(crops)
 
 
 def _fog(x: Tensor, c: tuple, s: float, gen: torch.Generator) -> Tensor:
