@@ -254,6 +254,10 @@ class Scenario:
     # is tested on every compatible debug scenario (see ctta.testing).
     debug: ClassVar[dict[str, Any] | None] = None
     debug_backbones: ClassVar[tuple[str, ...]] = ("debug_vit",)
+    # Raised when the same options start to give other images (a corruption's recipe changed):
+    # caches keyed by the stream then miss the old ones, and records say which data they scored
+    # (versions.scenario_data). Run ids do not change: the store's old records stay until moved.
+    data_version: ClassVar[int] = 0
 
     @dataclass
     class Config:
@@ -267,6 +271,7 @@ class Scenario:
 
     def stream_key(self, seed: int, image_size: int) -> str:
         """Content key of the stream this scenario builds for (seed, image size)."""
-        return content_key(
-            {"scenario": self.name, "config": as_dict(self.config), "seed": seed, "size": image_size}
-        )
+        key = {"scenario": self.name, "config": as_dict(self.config), "seed": seed, "size": image_size}
+        if self.data_version:  # absent at 0, so the keys of unversioned scenarios stay as they were
+            key["data_version"] = self.data_version
+        return content_key(key)

@@ -83,6 +83,7 @@ class Corruption(Scenario):
     """A test set under corruptions: single, continual, gradual or mixed shift, any label order."""
 
     kind = "test_time"
+    data_version = 1  # 1: frost pastes the original photographs (a procedural texture before)
     debug = {
         "dataset": "digits",
         "corruptions": ("gaussian_noise", "contrast"),

@@ -147,3 +147,20 @@ def test_test_time_run_scores_each_batch_once_and_resets_in_single_setting():
     assert rec["trainable_params"] < rec["total_params"] / 10  # only norm affine parameters
     again = execute(spec(TTA_DEBUG, "tent", backbone="small_cnn"))
     assert again["online_correct"] == rec["online_correct"]
+
+
+def test_a_scenario_data_version_keys_its_streams_and_is_recorded(monkeypatch):
+    """Caches keyed by the stream miss when a scenario's images change (its data_version), and the
+    record says which data it scored (0 for a scenario that was never versioned)."""
+    from ctta.core.registry import SCENARIOS
+
+    corruption = SCENARIOS.get("corruption")(**{k: v for k, v in TTA_DEBUG.items() if k != "name"})
+    before = corruption.stream_key(0, 32)
+    assert corruption.data_version >= 1
+    monkeypatch.setattr(type(corruption), "data_version", corruption.data_version + 1)
+    assert corruption.stream_key(0, 32) != before
+    monkeypatch.undo()
+    tta = execute(spec(TTA_DEBUG, "source"))
+    cl = execute(spec(CL_DEBUG, "simplecil"))
+    assert tta["versions"]["scenario_data"] == corruption.data_version
+    assert cl["versions"]["scenario_data"] == 0

@@ -30,7 +30,7 @@ import torch
 from ..api import ContinualStream, Method, TestStream
 from ..core.errors import UserError
 from ..core.progress import bar as progress_bar
-from ..core.registry import create_method, create_scenario
+from ..core.registry import SCENARIOS, create_method, create_scenario
 from ..core.seeding import seed_everything
 from ..data.images import iterate
 from ..kit.features import cached, extract_features
@@ -174,7 +174,7 @@ def _execute(
         "kind": stream.info.kind,
         "device": str(dev),
         "host": socket.gethostname(),
-        "versions": versions(),
+        "versions": {**versions(), "scenario_data": SCENARIOS.get(spec.scenario["name"]).data_version},
         "started_at": now(),
     }
     t0, cpu0 = time.perf_counter(), time.process_time()
