@@ -163,3 +163,22 @@ def test_cli_writes_the_leaderboard(tmp_path, capsys):
     assert code == 0, out.err
     page = (tmp_path / "leaderboard.html").read_text()
     assert page.count('class="leaderboard"') == 2 and page.count('class="claims"') == 1
+
+
+def test_records_of_older_scenario_data_are_named_in_one_warning(tmp_path, caplog):
+    """The fake store's corruption records predate data versions (0); corruption's code is at 1.
+    Once they say the current version, nothing is reported."""
+    store = shutil.copytree(FAKE, tmp_path / "store")
+    with caplog.at_level("WARNING", logger="ctta.report.results"):
+        load_results(store)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and lines[0].startswith("9 records of scenario 'corruption' scored data version 0")
+    for path in (store / "runs").glob("*/record.json"):
+        record = json.loads(path.read_text())
+        if record["spec"]["scenario"]["name"] == "corruption":
+            record["versions"]["scenario_data"] = 1
+            path.write_text(json.dumps(record))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="ctta.report.results"):
+        load_results(store)
+    assert not caplog.records

@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from ..core.errors import UserError
+from ..core.registry import SCENARIOS
 from ..run.store import collect
 from .intervals import StudyIntervals
 from .tables import protocol_tables
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,8 +37,29 @@ def load_results(root: str | Path) -> Results:
     records = collect(root)
     if records.empty:
         raise UserError(f"{root}: no run records (run `ctta sweep launch` or `ctta run` first)")
+    warn_outdated(records)
     t = protocol_tables(root)
     return Results(records, t["protocol_runs"], t["tune_table"], t["protocol_summary"], t["protocol_gap"])
+
+
+def warn_outdated(records: pd.DataFrame) -> None:
+    """One warning per scenario whose records scored older images than its code now makes (its
+    `data_version` went up since): they still count, and moving them out of the store redoes them."""
+    for name, versions in records.groupby("scenario")["scenario_data"]:
+        try:
+            current = SCENARIOS.get(name).data_version
+        except UserError:  # a plugin scenario that is not importable here: nothing to compare
+            continue
+        old = versions[versions < current]
+        if len(old):
+            log.warning(
+                "%d records of scenario %r scored data version %s, the code is at %d: move them out of "
+                "the store and launch again to redo them",
+                len(old),
+                name,
+                "/".join(str(v) for v in sorted(old.unique())),
+                current,
+            )
 
 
 def eval_records(res: Results, study: str) -> pd.DataFrame:

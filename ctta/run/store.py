@@ -182,6 +182,7 @@ def flatten_record(rec: dict) -> dict[str, Any]:
         "finished_at",
     ):
         row[key] = rec.get(key)
+    row["scenario_data"] = rec.get("versions", {}).get("scenario_data", 0)  # 0: before data versions
     for key in LIST_FIELDS:
         if key in rec:
             row[key] = rec[key]
