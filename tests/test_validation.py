@@ -324,6 +324,30 @@ def test_sweep_launch_refuses_a_missing_device_before_writing(tmp_path, capsys, 
     assert files_under(results) == []
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--threads", "0"], "--threads must be at least 1, got 0"),
+        (
+            ["--threads", "1", "--launcher", "debug"],
+            "--threads applies to --launcher local only (slurm: --cpus-per-task)",
+        ),
+    ],
+)
+def test_sweep_launch_refuses_bad_thread_counts_before_writing(tmp_path, capsys, args, message):
+    results = tmp_path / "res"
+    err = refused(capsys, "sweep", "launch", small_sweep(tmp_path), "--results", str(results), *args)
+    assert err == f"ctta: error: {message}"
+    assert files_under(results) == []
+
+
+def test_local_workers_get_the_threads_asked_for():
+    from ctta.sweep.launchers import make_launcher, usable_cores
+
+    assert make_launcher("local", "unused", jobs=2, threads=1).threads == 1
+    assert make_launcher("local", "unused", jobs=2).threads == max(1, usable_cores() // 2)
+
+
 def test_device_names_are_checked_for_slurm_but_not_its_gpus(tmp_path):
     from ctta.sweep.launchers import make_launcher
 

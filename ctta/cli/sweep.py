@@ -121,6 +121,11 @@ def status_cmd(sweep_file: str, results: str | None) -> None:
 )
 @click.option("--jobs", type=int, help="local: parallel runs (default: one per GPU, else one per core).")
 @click.option(
+    "--threads",
+    type=int,
+    help="local: torch threads per run (default: cores // jobs; 1 on a machine others are using).",
+)
+@click.option(
     "--study", "only", multiple=True, help="Run only this study of the file (repeatable; default: all)."
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -139,7 +144,18 @@ def status_cmd(sweep_file: str, results: str | None) -> None:
 @click.option("--per-task", type=int, default=1, show_default=True, help="slurm: runs per array task.")
 @tracker_options
 def launch_cmd(
-    sweep_file, results, launcher, jobs, only, device, retry_failed, reclaim, tracker, tracker_dir, **slurm
+    sweep_file,
+    results,
+    launcher,
+    jobs,
+    threads,
+    only,
+    device,
+    retry_failed,
+    reclaim,
+    tracker,
+    tracker_dir,
+    **slurm,
 ) -> None:
     """Run every run that has no record yet (tune runs first, eval runs as tuning finishes)."""
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -151,11 +167,15 @@ def launch_cmd(
     sweep, store = _open(sweep_file, results)
     sweep = sweep.only(only)
     tracking = make_tracker(tracker, tracker_dir, store.root)
+    if threads is not None and launcher != "local":
+        raise UserError("--threads applies to --launcher local only (slurm: --cpus-per-task)")
     if launcher != "slurm" and any(
         slurm[k] != d for k, d in (("partition", None), ("mem_gb", None), ("gpus_per_task", 0))
     ):
         raise UserError("--partition, --mem-gb and --gpus-per-task apply to --launcher slurm only")
-    runner = make_launcher(launcher, store.root, device=device, jobs=jobs, tracker=tracking, **slurm)
+    runner = make_launcher(
+        launcher, store.root, device=device, jobs=jobs, threads=threads, tracker=tracking, **slurm
+    )
     if tracking is not None and (logged := tracking.export(store.records())):
         click.echo(f"logged {logged} runs recorded before to {tracking.kind} ({tracking.target})")
     bars = []  # drawn once runs start: a launch refused by its checks draws none

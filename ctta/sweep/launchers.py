@@ -8,7 +8,9 @@ process holds it); records are atomic, so any launcher can be killed at any time
 
 - `debug`: one run after another in this process (breakpoints work).
 - `local`: a pool of worker processes (`--jobs`, default: one per GPU, else one per core),
-  each with `cores // jobs` torch threads and, on GPU machines, one GPU of its own. Workers
+  each with `--threads` torch threads (default `cores // jobs`: right on a machine of one's
+  own; on a shared one, `--threads 1` keeps idle-spinning threads from multiplying the CPU
+  time) and, on GPU machines, one GPU of its own. Workers
   end with the launcher, even when it is killed, so a killed sweep leaves no orphan runs.
 - `slurm`: submitit job arrays, `per_task` runs per array task; a job that is preempted or
   times out is requeued and continues (finished runs are skipped, continual-learning runs
@@ -114,7 +116,12 @@ class LocalLauncher:
     """A pool of `jobs` worker processes; a worker per GPU slot when GPUs are used."""
 
     def __init__(
-        self, root: str | Path, jobs: int | None = None, device: str = "auto", tracker: Tracker | None = None
+        self,
+        root: str | Path,
+        jobs: int | None = None,
+        device: str = "auto",
+        tracker: Tracker | None = None,
+        threads: int | None = None,
     ):
         resolve_device(device)
         self.root, self.device, self.tracker = str(root), device, tracker
@@ -122,8 +129,10 @@ class LocalLauncher:
         self.gpus = torch.cuda.device_count() if use_gpus else 0
         if jobs is not None and jobs < 1:
             raise UserError(f"--jobs must be at least 1, got {jobs}")
+        if threads is not None and threads < 1:
+            raise UserError(f"--threads must be at least 1, got {threads}")
         self.jobs = jobs or self.gpus or usable_cores()
-        self.threads = max(1, usable_cores() // self.jobs)
+        self.threads = threads or max(1, usable_cores() // self.jobs)
         self.context = _worker_context()  # its fork server imports the engine while the sweep is prepared
 
     def run(self, next_runs: NextRuns, finished: Finished, retry: set[str]) -> None:
@@ -332,6 +341,7 @@ def make_launcher(
     *,
     device: str = "auto",
     jobs: int | None = None,
+    threads: int | None = None,
     tracker: Tracker | None = None,
     **slurm,
 ):
@@ -339,7 +349,7 @@ def make_launcher(
     if name == "debug":
         return DebugLauncher(root, device, tracker)
     if name == "local":
-        return LocalLauncher(root, jobs, device, tracker)
+        return LocalLauncher(root, jobs, device, tracker, threads)
     if name == "slurm":
         return SlurmLauncher(root, device=device, tracker=tracker, **slurm)
     raise UserError(f"unknown launcher {name!r}; valid choices: {', '.join(LAUNCHERS)}")
