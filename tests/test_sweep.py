@@ -16,7 +16,7 @@ from ctta.run.store import Store
 from ctta.sweep.launch import launch
 from ctta.sweep.launchers import DebugLauncher
 from ctta.sweep.studies import load_sweep
-from helpers import CL_DEBUG, cl_half, temporary_method, write_sweep
+from helpers import CL_DEBUG, TTA_DEBUG, cl_half, temporary_method, write_sweep
 
 TUNE_EVAL = {
     "protocol": "tune_eval",
@@ -308,6 +308,35 @@ def test_launch_again_runs_nothing_and_retry_failed_reruns_failures(tmp_path, ca
     changed = [p for p in first if first[p] != after[p]]
     assert len(first) == 3 and len(changed) == 1  # only the failed run was redone
     assert json.loads(after[changed[0]])["status"] == "failed"
+
+
+def test_redo_outdated_does_again_only_the_runs_scored_on_older_images(tmp_path, capsys):
+    """A record without a data version (written before the corruption scenario's images changed)
+    is set aside (kept beside the new one) and its run done again; nothing else is touched."""
+    tta = {**TTA_DEBUG, "test_per_class": 2, "source_epochs": 1}
+    studies = {
+        "tta": {"protocol": "oracle", "scenarios": tta, "methods": {"source": {}}},
+        "cil": {"protocol": "oracle", "scenarios": CL_DEBUG, "methods": {"simplecil": {}}},
+    }
+    path = write_sweep(tmp_path / "s.yaml", studies, defaults={**DEFAULTS, "eval_seeds": [1]})
+    res = tmp_path / "res"
+    main(["sweep", "launch", path, "--results", str(res), "--launcher", "debug"])
+    first = {p: p.read_bytes() for p in (res / "runs").glob("*/record.json")}
+    old = next(p for p in first if json.loads(first[p])["spec"]["scenario"]["name"] == "corruption")
+    record = json.loads(first[old])
+    assert record["versions"]["scenario_data"] >= 1
+    del record["versions"]["scenario_data"]
+    old.write_text(json.dumps(record))
+    first[old] = old.read_bytes()
+    capsys.readouterr()
+    main(["sweep", "launch", path, "--results", str(res), "--launcher", "debug"])
+    assert "0 runs finished in this launch" in capsys.readouterr().out
+    main(["sweep", "launch", path, "--results", str(res), "--launcher", "debug", "--redo-outdated"])
+    assert "1 runs finished in this launch: 1 done" in capsys.readouterr().out
+    assert [p for p in first if p.read_bytes() != first[p]] == [old]
+    assert json.loads(old.read_bytes())["versions"]["scenario_data"] >= 1
+    (aside,) = old.parent.glob("record.json.outdated-*")
+    assert aside.read_bytes() == first[old]
 
 
 def test_cross_scenario_refuses_a_test_scenario_that_is_a_validation_scenario(tmp_path):

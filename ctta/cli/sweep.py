@@ -131,6 +131,12 @@ def status_cmd(sweep_file: str, results: str | None) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--retry-failed", is_flag=True, help="Run failed runs again.")
 @click.option(
+    "--redo-outdated",
+    is_flag=True,
+    help="Run again the runs whose records scored older images than their scenario now makes "
+    "(the old records are kept beside them).",
+)
+@click.option(
     "--reclaim", is_flag=True, help="First take over every claim in the store (runs other processes hold)."
 )
 @click.option("--partition", help="slurm: partition.")
@@ -152,6 +158,7 @@ def launch_cmd(
     only,
     device,
     retry_failed,
+    redo_outdated,
     reclaim,
     tracker,
     tracker_dir,
@@ -190,7 +197,13 @@ def launch_cmd(
     try:
         with logging_redirect_tqdm():  # warnings (damaged files, reclaimed runs) on lines of their own
             report = launch(
-                sweep, store, runner, retry_failed=retry_failed, reclaim=reclaim, on_progress=on_progress
+                sweep,
+                store,
+                runner,
+                retry_failed=retry_failed,
+                reclaim=reclaim,
+                redo_outdated=redo_outdated,
+                on_progress=on_progress,
             )
     finally:
         for bar in bars:

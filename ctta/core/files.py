@@ -87,16 +87,16 @@ def file_lock(path: Path):
 _LEFT_IN_PLACE: set[Path] = set()
 
 
-def set_aside(path: Path, problem: str, consequence: str) -> Path | None:
-    """Rename the damaged file `path` to `<name>.damaged-<UTC time>-<pid>` next to it (kept for
-    inspection, never deleted) and log one warning line naming both and what happens now.
+def set_aside(path: Path, problem: str, consequence: str, label: str = "damaged") -> Path | None:
+    """Rename the `label` (damaged) file `path` to `<name>.<label>-<UTC time>-<pid>` next to it
+    (kept for inspection, never deleted) and log one warning line naming both and what happens now.
 
     Returns the new path; None when another process moved it first (it reports it) or when it
     cannot be moved (a read-only store: then it is reported and left where it is)."""
     path = Path(path)
     problem = " ".join(str(problem).split())  # one line, whatever the exception said
     aside = path.with_name(
-        f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"
+        f"{path.name}.{label}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"
     )
     try:
         os.rename(path, aside)
@@ -106,12 +106,13 @@ def set_aside(path: Path, problem: str, consequence: str) -> Path | None:
         if path not in _LEFT_IN_PLACE:  # read on every look-up: say it once per process
             _LEFT_IN_PLACE.add(path)
             log.warning(
-                "damaged %s (%s), left in place (cannot move it: %s); %s",
+                "%s %s (%s), left in place (cannot move it: %s); %s",
+                label,
                 path,
                 problem,
                 exc.strerror,
                 consequence,
             )
         return None
-    log.warning("damaged %s (%s), moved to %s; %s", path, problem, aside.name, consequence)
+    log.warning("%s %s (%s), moved to %s; %s", label, path, problem, aside.name, consequence)
     return aside

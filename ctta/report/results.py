@@ -10,8 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.errors import UserError
-from ..core.registry import SCENARIOS
-from ..run.store import collect
+from ..run.store import collect, current_data_version
 from .intervals import StudyIntervals
 from .tables import protocol_tables
 
@@ -43,18 +42,15 @@ def load_results(root: str | Path) -> Results:
 
 
 def warn_outdated(records: pd.DataFrame) -> None:
-    """One warning per scenario whose records scored older images than its code now makes (its
-    `data_version` went up since): they still count, and moving them out of the store redoes them."""
+    """One warning per scenario whose records scored older images than its code now makes:
+    they still count; `ctta sweep launch --redo-outdated` does them again."""
     for name, versions in records.groupby("scenario")["scenario_data"]:
-        try:
-            current = SCENARIOS.get(name).data_version
-        except UserError:  # a plugin scenario that is not importable here: nothing to compare
-            continue
-        old = versions[versions < current]
+        current = current_data_version(name)
+        old = versions[versions < current] if current is not None else versions.iloc[:0]
         if len(old):
             log.warning(
-                "%d records of scenario %r scored data version %s, the code is at %d: move them out of "
-                "the store and launch again to redo them",
+                "%d records of scenario %r scored data version %s, the code is at %d: "
+                "`ctta sweep launch --redo-outdated` does them again",
                 len(old),
                 name,
                 "/".join(str(v) for v in sorted(old.unique())),

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ..core.errors import UserError
 from ..core.files import atomic_write_bytes, set_aside
+from ..core.registry import SCENARIOS
 from . import claims
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,39 @@ class Store:
             if rec is not None:
                 yield rec
 
+    def set_aside_outdated(self, record: dict, current: int) -> None:
+        """Move the record of a run scored on older images out of the way (kept beside it as
+        record.json.outdated-<time>): the run counts as pending and is done again."""
+        old = scenario_data(record)
+        set_aside(
+            self.run_dir(record["run_id"]) / RECORD,
+            f"scored {record['spec']['scenario']['name']} data version {old}, the code is at {current}",
+            "the run is done again",
+            label="outdated",
+        )
+
+
+def scenario_data(record: dict) -> int:
+    """The data version of its scenario that a record scored (0: written before data versions)."""
+    return record.get("versions", {}).get("scenario_data", 0)
+
+
+def current_data_version(scenario: str) -> int | None:
+    """The data version the scenario's code makes now; None for a plugin not importable here."""
+    try:
+        return SCENARIOS.get(scenario).data_version
+    except UserError:
+        return None
+
+
+def outdated(records: Iterable[dict]) -> Iterator[tuple[dict, int]]:
+    """(record, current version) for each record scored on older images than its scenario's code
+    now makes (the scenario's `data_version` went up since)."""
+    for rec in records:
+        current = current_data_version(rec["spec"]["scenario"]["name"])
+        if current is not None and scenario_data(rec) < current:
+            yield rec, current
+
 
 # --------------------------------------------------------------------------- collect
 LIST_FIELDS = (
@@ -182,7 +217,7 @@ def flatten_record(rec: dict) -> dict[str, Any]:
         "finished_at",
     ):
         row[key] = rec.get(key)
-    row["scenario_data"] = rec.get("versions", {}).get("scenario_data", 0)  # 0: before data versions
+    row["scenario_data"] = scenario_data(rec)
     for key in LIST_FIELDS:
         if key in rec:
             row[key] = rec[key]

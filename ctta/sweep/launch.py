@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..plan.protocol import PlannedRun
-from ..run.store import Store
+from ..run.store import Store, outdated
 from .studies import Sweep
 
 
@@ -46,15 +46,25 @@ def launch(
     *,
     retry_failed: bool = False,
     reclaim: bool = False,
+    redo_outdated: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> LaunchReport:
     """Run every run the studies need that has no record yet (and, with `retry_failed`, those
     that failed), re-planning whenever runs finish until nothing is left to start. With
-    `reclaim`, every claim in the store is taken over first, live or not."""
+    `reclaim`, every claim in the store is taken over first, live or not; with
+    `redo_outdated`, the records of runs scored on older images than their scenario's code now
+    makes (its `data_version`) are set aside first, so those runs are done again."""
     if reclaim:
         store.reclaim_all()
     sweep.prepare(store)
     records = {r["run_id"]: r for r in store.records()}
+    if (
+        redo_outdated
+    ):  # only the runs these studies need (a second launch catches eval runs that re-tuning adds)
+        needed = {r.run_id for r in sweep.plan(records)}
+        for rec, current in list(outdated(records[rid] for rid in needed if rid in records)):
+            store.set_aside_outdated(rec, current)
+            records.pop(rec["run_id"])
     retry = {rid for rid, r in records.items() if r["status"] == "failed"} if retry_failed else set()
     for rid in retry:  # until redone, a failed run to retry counts as unfinished
         records.pop(rid)
