@@ -256,7 +256,8 @@ class Scenario:
     debug_backbones: ClassVar[tuple[str, ...]] = ("debug_vit",)
     # Raised when the same options start to give other images (a corruption's recipe changed):
     # caches keyed by the stream then miss the old ones, and records say which data they scored
-    # (versions.scenario_data). Run ids do not change: the store's old records stay until moved.
+    # (versions.scenario_data). Run ids do not change: old records count until
+    # `ctta sweep launch --redo-outdated` sets them aside and does their runs again.
     data_version: ClassVar[int] = 0
 
     @dataclass

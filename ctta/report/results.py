@@ -46,7 +46,9 @@ def warn_outdated(records: pd.DataFrame) -> None:
     they still count; `ctta sweep launch --redo-outdated` does them again."""
     for name, versions in records.groupby("scenario")["scenario_data"]:
         current = current_data_version(name)
-        old = versions[versions < current] if current is not None else versions.iloc[:0]
+        if current is None:  # a plugin scenario that is not importable here: nothing to compare
+            continue
+        old = versions[versions < current]
         if len(old):
             log.warning(
                 "%d records of scenario %r scored data version %s, the code is at %d: "

@@ -30,7 +30,7 @@ import torch
 from ..api import ContinualStream, Method, TestStream
 from ..core.errors import UserError
 from ..core.progress import bar as progress_bar
-from ..core.registry import SCENARIOS, create_method, create_scenario
+from ..core.registry import create_method, create_scenario
 from ..core.seeding import seed_everything
 from ..data.images import iterate
 from ..kit.features import cached, extract_features
@@ -40,7 +40,7 @@ from ..plan.metrics import continual_metrics, domain_metrics, online_metrics
 from ..plan.spec import RunSpec
 from .checkpoints import discard, load_checkpoint, restore, save_checkpoint
 from .costs import PeakMemory, now, versions
-from .store import Store
+from .store import Store, current_data_version
 from .trackers import Tracker
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ def _execute(
         "kind": stream.info.kind,
         "device": str(dev),
         "host": socket.gethostname(),
-        "versions": {**versions(), "scenario_data": SCENARIOS.get(spec.scenario["name"]).data_version},
+        "versions": {**versions(), "scenario_data": current_data_version(spec.scenario["name"])},
         "started_at": now(),
     }
     t0, cpu0 = time.perf_counter(), time.process_time()

@@ -58,9 +58,8 @@ def launch(
         store.reclaim_all()
     sweep.prepare(store)
     records = {r["run_id"]: r for r in store.records()}
-    if (
-        redo_outdated
-    ):  # only the runs these studies need (a second launch catches eval runs that re-tuning adds)
+    if redo_outdated:
+        # only the runs these studies need (a second launch catches eval runs that re-tuning adds)
         needed = {r.run_id for r in sweep.plan(records)}
         for rec, current in list(outdated(records[rid] for rid in needed if rid in records)):
             store.set_aside_outdated(rec, current)
